@@ -1,0 +1,19 @@
+"""txaioetcd: an asynchronous etcd v3 client for Twisted, with typed persistent maps on top.
+
+The public names live here; see docs/ for a guide.
+"""
+
+from ._version import __version__
+from .client import Client
+from .errors import Failed
+from .keyset import KeySet
+from .ops import (CompCreated, CompLease, CompModified, CompValue, CompVersion, OpDel, OpGet, OpSet,
+                  OpTxn, Transaction)
+from .results import Alarm, Deleted, Hash, Header, KeyValue, Member, Range, Revision, Status, Success, TxnResult
+
+__all__ = (
+    '__version__', 'Client', 'KeySet', 'Transaction', 'Failed', 'Success',
+    'CompValue', 'CompVersion', 'CompCreated', 'CompModified', 'CompLease',
+    'OpGet', 'OpSet', 'OpDel', 'OpTxn',
+    'Header', 'KeyValue', 'Range', 'Revision', 'Deleted', 'TxnResult', 'Status', 'Member', 'Alarm', 'Hash',
+)

@@ -1,0 +1,236 @@
+"""One hierarchy for everything that can go wrong talking to etcd.
+
+Every error knows the request it belongs to (``.request``: e.g. ``"kv/range of key b'foo'"``) and puts
+it at the front of its message, so a log line alone says which call failed and on what.
+
+The tree::
+
+    Error
+    ├── ServerError                  etcd answered with an error (``.code``: gRPC status, ``.server_message``)
+    │   ├── InvalidArgument
+    │   │   ├── TooManyOperations    txn longer than the server's --max-txn-ops
+    │   │   └── EmptyKey
+    │   ├── RequestTooLarge          request over the server's --max-request-bytes
+    │   ├── NoSpace                  the backend is over its quota (NOSPACE alarm raised)
+    │   ├── Compacted                revision compacted away (``.compact_revision`` when known)
+    │   ├── FutureRevision
+    │   ├── NotFound                 e.g. lease not found
+    │   ├── PermissionDenied
+    │   ├── AuthFailed               wrong user name or password
+    │   ├── Unauthenticated          missing, invalid or expired token
+    │   └── Unavailable
+    │       └── NoLeader
+    ├── TransportError               we could not get an answer
+    │   ├── ConnectionFailed         could not connect: nothing was sent, safe to retry anywhere
+    │   ├── ConnectionLost           connection dropped before the answer (reads only; see OutcomeUnknown)
+    │   ├── Timeout                  no answer within the request's deadline (reads only; see OutcomeUnknown)
+    │   ├── OutcomeUnknown           a write was sent but no answer came: it may or may not have been applied
+    │   └── ProtocolError            the server's answer could not be understood
+    ├── Failed                       a transaction's compares failed (``.responses`` of the failure branch)
+    ├── Unsupported                  the transport cannot do this call
+    └── ClientClosed                 the client was closed
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    'Error', 'ServerError', 'InvalidArgument', 'TooManyOperations', 'EmptyKey', 'RequestTooLarge', 'NoSpace',
+    'Compacted', 'FutureRevision', 'NotFound', 'PermissionDenied', 'AuthFailed', 'Unauthenticated',
+    'Unavailable', 'NoLeader', 'TransportError', 'ConnectionFailed', 'ConnectionLost', 'Timeout',
+    'OutcomeUnknown', 'ProtocolError', 'Failed', 'Unsupported', 'ClientClosed', 'server_error',
+)
+
+
+class Error(Exception):
+    """Base of every txaioetcd error."""
+
+    def __init__(self, message: str, request: str | None = None):
+        self.request = request
+        self.reason = message
+        super().__init__(f'{request}: {message}' if request else message)
+
+
+class ServerError(Error):
+    """etcd received the request and refused it; ``code`` is the gRPC status code."""
+
+    code: int = 2  # UNKNOWN
+
+    def __init__(self, message: str, request: str | None = None, code: int | None = None,
+                 server_message: str | None = None):
+        super().__init__(message, request)
+        if code is not None:
+            self.code = code
+        self.server_message = server_message if server_message is not None else message
+
+
+class InvalidArgument(ServerError):
+    code = 3
+
+
+class TooManyOperations(InvalidArgument):
+    """The transaction has more operations than the server's ``--max-txn-ops`` (128 by default)."""
+
+
+class EmptyKey(InvalidArgument):
+    """etcd refuses the empty key for this operation."""
+
+
+class RequestTooLarge(ServerError):
+    """The request is larger than the server's ``--max-request-bytes`` (1.5 MiB by default)."""
+
+    code = 8
+
+
+class NoSpace(ServerError):
+    """The member's database is over its quota (``--quota-backend-bytes``); writes are refused until
+    an operator compacts, defragments and disarms the NOSPACE alarm."""
+
+    code = 8
+
+
+class Compacted(ServerError):
+    """The requested revision was compacted; ``compact_revision`` is the oldest still readable - 1."""
+
+    code = 11
+
+    def __init__(self, message: str, request: str | None = None, code: int | None = None,
+                 server_message: str | None = None, compact_revision: int | None = None):
+        super().__init__(message, request, code, server_message)
+        self.compact_revision = compact_revision
+
+
+class FutureRevision(ServerError):
+    """The requested revision is newer than the store's current revision."""
+
+    code = 11
+
+
+class NotFound(ServerError):
+    code = 5
+
+
+class PermissionDenied(ServerError):
+    code = 7
+
+
+class AuthFailed(ServerError):
+    """User name or password were not accepted."""
+
+    code = 3
+
+
+class Unauthenticated(ServerError):
+    """The request carried no valid auth token (missing, invalid or expired)."""
+
+    code = 16
+
+
+class Unavailable(ServerError):
+    code = 14
+
+
+class NoLeader(Unavailable):
+    """The member has no leader (election under way or quorum lost)."""
+
+
+class TransportError(Error):
+    """No usable answer came back from any endpoint."""
+
+
+class ConnectionFailed(TransportError):
+    """No connection could be made; the request was not sent."""
+
+
+class ConnectionLost(TransportError):
+    """The connection closed before the answer arrived."""
+
+
+class Timeout(TransportError):
+    """The request's deadline passed without an answer."""
+
+
+class OutcomeUnknown(TransportError):
+    """A write went out but its answer never came (connection lost or deadline passed).
+
+    It may or may not have been applied: read the key back (or compare revisions) to find out.
+    ``cause`` is the underlying ConnectionLost or Timeout.
+    """
+
+    def __init__(self, message: str, request: str | None = None, cause: Exception | None = None):
+        super().__init__(message, request)
+        self.cause = cause
+
+
+class ProtocolError(TransportError):
+    """The server's answer was not what the protocol allows."""
+
+
+class Failed(Error):
+    """A transaction's compares did not hold; the failure branch ran.
+
+    ``responses`` are the results of the failure-branch operations, ``header`` the response header.
+    """
+
+    def __init__(self, responses=(), header=None, request: str | None = None):
+        self.responses = list(responses)
+        self.header = header
+        revision = header.revision if header is not None else None
+        super().__init__(f'compare failed at revision {revision}; '
+                         f'{len(self.responses)} failure operation(s) ran', request)
+
+
+class Unsupported(Error):
+    """The call cannot be carried by this transport or server."""
+
+
+class ClientClosed(Error):
+    """The client was closed; create a new one."""
+
+
+# gRPC status codes → default class, refined by the server's message below.
+_BY_CODE = {
+    3: InvalidArgument, 5: NotFound, 7: PermissionDenied, 8: RequestTooLarge, 11: ServerError,
+    14: Unavailable, 16: Unauthenticated,
+}
+
+# Substrings of etcd's error messages (stable across 3.3 - 3.6) → class.
+_BY_MESSAGE = (
+    ('too many operations in txn request', TooManyOperations),
+    ('request is too large', RequestTooLarge),
+    ('received message larger than max', RequestTooLarge),
+    ('trying to send message larger than max', RequestTooLarge),
+    ('database space exceeded', NoSpace),
+    ('required revision has been compacted', Compacted),
+    ('required revision is a future revision', FutureRevision),
+    ('authentication failed', AuthFailed),
+    ('invalid auth token', Unauthenticated),
+    ('user name is empty', Unauthenticated),
+    ('permission denied', PermissionDenied),
+    ('no leader', NoLeader),
+    ('key is not provided', EmptyKey),
+)
+
+_ADVICE = {
+    TooManyOperations: 'split the transaction, or raise the server\'s --max-txn-ops',
+    RequestTooLarge: 'send smaller values or transactions, or raise the server\'s --max-request-bytes',
+    Compacted: 'read at a newer revision (or without a revision)',
+    FutureRevision: 'read at a revision that exists (at most the header revision)',
+    AuthFailed: 'check the user name and password',
+    Unauthenticated: 'authenticate again, or pass credentials to the client',
+    PermissionDenied: 'grant the user a role that allows this key range',
+    NoSpace: 'compact and defragment, then disarm the NOSPACE alarm, or raise --quota-backend-bytes',
+    NoLeader: 'the cluster is electing a leader or lost quorum; retry shortly',
+}
+
+
+def server_error(code: int, message: str, request: str | None = None) -> ServerError:
+    """Build the most specific ServerError for a gRPC ``code`` and etcd's ``message``."""
+    lowered = message.lower()
+    cls = _BY_CODE.get(code, ServerError)
+    for needle, candidate in _BY_MESSAGE:
+        if needle in lowered:
+            cls = candidate
+            break
+    advice = _ADVICE.get(cls)
+    text = f'{message} ({advice})' if advice else message
+    return cls(text, request, code=code, server_message=message)

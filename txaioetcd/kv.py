@@ -1,0 +1,73 @@
+"""The KV service: get, set (put), delete, transactions and compaction.
+
+Each call builds an Op value and runs it through ``_do`` - the same ops go into transactions.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+
+from .keyset import KeySet
+from .ops import Op, OpDel, OpGet, OpSet, Transaction
+from .results import Header
+
+__all__ = ('KV',)
+
+
+class KV:
+    """KV calls of the Client (mixed into it; needs ``_call`` and ``_do``)."""
+
+    def get(self, key, *, limit: int | None = None, sort_order: str | None = None,
+            sort_target: str | None = None, revision: int | None = None, serializable: bool = False,
+            keys_only: bool = False, count_only: bool = False, min_mod_revision: int | None = None,
+            max_mod_revision: int | None = None, min_create_revision: int | None = None,
+            max_create_revision: int | None = None, timeout: float | None = None) -> Deferred:
+        """Read one key, a range or a prefix (``key``: bytes or KeySet) → ``Range``.
+
+        An absent key gives a Range with no kvs. See OpGet for the options.
+        """
+        return self._do(OpGet(key, limit, sort_order, sort_target, revision, serializable, keys_only,
+                              count_only, min_mod_revision, max_mod_revision, min_create_revision,
+                              max_create_revision), timeout)
+
+    def set(self, key: bytes, value: bytes, *, lease=None, return_previous: bool = False,
+            ignore_value: bool = False, ignore_lease: bool = False,
+            timeout: float | None = None) -> Deferred:
+        """Put ``value`` at ``key`` → ``Revision`` (with ``prev_kv`` if ``return_previous``)."""
+        return self._do(OpSet(key, value, lease, return_previous, ignore_value, ignore_lease), timeout)
+
+    put = set
+
+    def delete(self, key, *, return_previous: bool = False, timeout: float | None = None) -> Deferred:
+        """Delete one key, a range or a prefix → ``Deleted``."""
+        return self._do(OpDel(key, return_previous), timeout)
+
+    def submit(self, txn: Transaction, *, timeout: float | None = None) -> Deferred:
+        """Run a transaction → ``Success``, or fail with ``Failed`` carrying the failure branch results."""
+        if not isinstance(txn, Transaction):
+            raise TypeError(f'submit takes a Transaction, not {txn!r}')
+        describe = txn.describe()
+        d = self._call(txn.rpc, txn.request(), describe, txn.idempotent, timeout)
+        d.addCallback(txn.outcome, describe)
+        return d
+
+    def do(self, op: Op, *, timeout: float | None = None) -> Deferred:
+        """Run any single Op (a Transaction gives its ``TxnResult`` without raising)."""
+        if not isinstance(op, Op):
+            raise TypeError(f'do takes an Op (OpGet, OpSet, OpDel, OpTxn), not {op!r}')
+        return self._do(op, timeout)
+
+    def compact(self, revision: int, *, physical: bool = False, timeout: float | None = None) -> Deferred:
+        """Discard history before ``revision`` → ``Header``. ``physical`` waits until the space is freed."""
+        request = {'revision': revision}
+        if physical:
+            request['physical'] = True
+        d = self._call('kv/compaction', request, f'compact to revision {revision}', True, timeout)
+        d.addCallback(lambda response: Header.parse(response.get('header')))
+        return d
+
+    def count(self, key, *, revision: int | None = None, timeout: float | None = None) -> Deferred:
+        """How many keys a key, range or prefix covers → int."""
+        d = self._do(OpGet(KeySet.of(key), revision=revision, count_only=True), timeout)
+        d.addCallback(lambda result: result.count)
+        return d

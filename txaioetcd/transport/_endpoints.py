@@ -1,0 +1,68 @@
+"""Endpoint URLs: ``http://host:port`` and ``unix:///path/to/socket`` → Twisted client endpoints."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint,
+                                        UNIXClientEndpoint)
+
+__all__ = ('Endpoint', 'parse_endpoint')
+
+_SCHEMES = ('http', 'unix')
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one etcd member listens for clients."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str = ''
+
+    @property
+    def host_header(self) -> bytes:
+        if self.scheme == 'unix':
+            return b'localhost'
+        host = f'[{self.host}]' if ':' in self.host else self.host
+        return f'{host}:{self.port}'.encode('ascii')
+
+    def connector(self, reactor, connect_timeout: float):
+        """The Twisted IStreamClientEndpoint that opens connections to this member."""
+        if self.scheme == 'unix':
+            return UNIXClientEndpoint(reactor, self.path, timeout=connect_timeout)
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return HostnameEndpoint(reactor, self.host.encode('idna'), self.port, timeout=connect_timeout)
+        cls = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+        return cls(reactor, self.host, self.port, timeout=connect_timeout)
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """Parse an endpoint URL, or raise ValueError saying what is accepted."""
+    if not isinstance(url, str):
+        raise TypeError(f'endpoint must be a URL string, not {url!r}')
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ValueError(f'endpoint {url!r}: scheme {parts.scheme!r} is not supported '
+                         f'(use http://host:port or unix:///path/to/socket)')
+    if scheme == 'unix':
+        path = parts.netloc + parts.path if parts.netloc else parts.path
+        if not path:
+            raise ValueError(f'endpoint {url!r}: unix endpoints need a socket path, e.g. unix:///run/etcd.sock')
+        return Endpoint(url, scheme, '', 0, path)
+    if not parts.hostname:
+        raise ValueError(f'endpoint {url!r} has no host; expected http://host:port')
+    try:
+        port = parts.port or 2379
+    except ValueError:
+        raise ValueError(f'endpoint {url!r} has an invalid port') from None
+    if parts.path not in ('', '/'):
+        raise ValueError(f'endpoint {url!r}: a path is not allowed; the API prefix is detected')
+    return Endpoint(url, scheme, parts.hostname, port)

@@ -1,0 +1,322 @@
+"""The JSON-gateway transport: etcd's gRPC gateway (``POST /v3/kv/range`` ...) over HTTP/1.1.
+
+Each endpoint gets a connection pool and learns its API prefix on first use: requests go to ``/v3``;
+a plain-text 404 before that prefix ever answered means the server is older (``/v3beta`` in 3.3/3.4,
+``/v3alpha`` in 3.2/3.3) and the same request is sent again under the next prefix - a 404 means it was
+not processed, so that is safe even for writes.
+
+Calls stick to one endpoint (the first that works) and move to the next when it cannot be reached.
+Moving on after a request was sent happens only for idempotent requests; a write whose answer is lost
+fails with OutcomeUnknown instead, because it may have been applied.
+"""
+
+from __future__ import annotations
+
+import ujson
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from zope.interface import implementer
+
+from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, OutcomeUnknown, ProtocolError, ServerError,
+                      Timeout, TransportError, Unavailable, Unsupported, server_error)
+from . import ITransport
+from ._endpoints import parse_endpoint
+from ._http import ConnectionPool, Receiver
+
+__all__ = ('GatewayTransport',)
+
+API_PREFIXES = (b'/v3', b'/v3beta', b'/v3alpha')
+
+
+class _Member:
+    """One endpoint: its connection pool and the API prefix it speaks."""
+
+    def __init__(self, reactor, url: str, pool_size: int, connect_timeout: float):
+        self.endpoint = parse_endpoint(url)
+        self.url = url
+        self.pool = ConnectionPool(reactor, self.endpoint.connector(reactor, connect_timeout), url,
+                                   pool_size)
+        self.prefix_index = 0
+        self.prefix_confirmed = False
+        self._heads: dict[str, bytes] = {}
+        self._token = b''
+
+    @property
+    def prefix(self) -> bytes:
+        return API_PREFIXES[self.prefix_index]
+
+    def head(self, rpc: str, length: int) -> bytes:
+        start = self._heads.get(rpc)
+        if start is None:
+            start = self._heads[rpc] = (b'POST ' + self.prefix + b'/' + rpc.encode('ascii') +
+                                        b' HTTP/1.1\r\nHost: ' + self.endpoint.host_header +
+                                        b'\r\nContent-Type: application/json\r\n' + self._token +
+                                        b'Content-Length: ')
+        return start + str(length).encode('ascii') + b'\r\n\r\n'
+
+    def next_prefix(self) -> bool:
+        """Move to the next older API prefix; False when none is left."""
+        if self.prefix_index + 1 >= len(API_PREFIXES):
+            return False
+        self.prefix_index += 1
+        self._heads.clear()
+        return True
+
+    def set_token(self, token: bytes) -> None:
+        self._token = b'Authorization: ' + token + b'\r\n' if token else b''
+        self._heads.clear()
+
+
+@implementer(ITransport)
+class GatewayTransport:
+    """Talks to one or more etcd members through their JSON gateway."""
+
+    def __init__(self, reactor, endpoints, pool_size: int = 32, connect_timeout: float = 5.0):
+        if isinstance(endpoints, str):
+            endpoints = [endpoints]
+        if not endpoints:
+            raise ValueError('GatewayTransport needs at least one endpoint URL')
+        self._reactor = reactor
+        self._members = [_Member(reactor, url, pool_size, connect_timeout) for url in endpoints]
+        self._preferred = 0
+        self._closed = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [member.url for member in self._members]
+
+    @property
+    def current_endpoint(self) -> str:
+        return self._members[self._preferred].url
+
+    def set_token(self, token) -> None:
+        raw = token.encode('ascii') if isinstance(token, str) else (token or b'')
+        for member in self._members:
+            member.set_token(raw)
+
+    def call(self, rpc: str, request: dict, describe: str, idempotent: bool, timeout: float) -> Deferred:
+        body = ujson.dumps(request, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
+        return _Call(self, rpc, body, describe, idempotent).start(timeout)
+
+    def _moved_on(self, index: int) -> None:
+        # Prefer the member that just answered, so later calls skip the dead one.
+        self._preferred = index
+
+    def close(self) -> Deferred:
+        self._closed = True
+        for member in self._members:
+            member.pool.close()
+        return succeed(None)
+
+
+class _Call(Receiver):
+    """One unary call: tries members in turn until one answers, bounded by the deadline."""
+
+    __slots__ = ('_transport', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
+                 '_index', '_tries', '_member', '_pending', '_connection', '_sent', '_status',
+                 '_content_type', '_chunks', '_errors', '_done')
+
+    def __init__(self, transport: GatewayTransport, rpc: str, body: bytes, describe: str,
+                 idempotent: bool):
+        self._transport = transport
+        self._rpc = rpc
+        self._body = body
+        self._describe = describe
+        self._idempotent = idempotent
+        self._index = transport._preferred
+        self._tries = 0
+        self._member = None
+        self._pending = None        # Deferred of a connection being acquired
+        self._connection = None     # connection carrying our request
+        self._sent = False
+        self._status = 0
+        self._content_type = b''
+        self._chunks = []
+        self._errors = []
+        self._done = False
+        self._timer = None
+
+    def start(self, timeout: float) -> Deferred:
+        self._result = Deferred(self._cancelled)
+        if self._transport._closed:
+            self._finish_error(ClientClosed('the client is closed', self._describe))
+            return self._result
+        self._timer = self._transport._reactor.callLater(timeout, self._expired, timeout)
+        self._try()
+        return self._result
+
+    # -- attempts
+
+    def _try(self) -> None:
+        members = self._transport._members
+        self._member = members[self._index % len(members)]
+        self._tries += 1
+        pending = self._pending = self._member.pool.acquire()
+        pending.addCallbacks(self._send, self._acquire_failed)
+
+    def _next_member(self, error: Exception) -> None:
+        """Try the next member, or give up when every member had its turn."""
+        self._errors.append(f'{self._member.url}: {error.reason if hasattr(error, "reason") else error}')
+        if self._tries >= len(self._transport._members):
+            if isinstance(error, ConnectionFailed) and len(self._errors) > 1:
+                error = ConnectionFailed('no endpoint could be reached (' + '; '.join(self._errors) + ')')
+            self._finish_error(_with_request(error, self._describe))
+            return
+        self._index += 1
+        self._sent = False
+        self._status = 0
+        self._chunks = []
+        self._try()
+
+    def _send(self, connection) -> None:
+        self._pending = None
+        if self._done:
+            connection._pool._released(connection)
+            return
+        self._connection = connection
+        self._sent = True
+        connection.send(self._member.head(self._rpc, len(self._body)), self._body, self)
+
+    def _acquire_failed(self, failure) -> None:
+        self._pending = None
+        if self._done:
+            return
+        failure.trap(ConnectionFailed)
+        self._next_member(failure.value)
+
+    # -- Receiver
+
+    def head(self, status: int, content_type: bytes) -> None:
+        self._status = status
+        self._content_type = content_type
+
+    def data(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    def end(self) -> None:
+        self._connection = None
+        if self._done:
+            return
+        body = self._chunks[0] if len(self._chunks) == 1 else b''.join(self._chunks)
+        if self._status == 200:
+            try:
+                response = ujson.loads(body)
+            except ValueError:
+                self._finish_error(ProtocolError(f'invalid JSON from {self._member.url}: {body[:80]!r}',
+                                                 self._describe))
+                return
+            member = self._member
+            if not member.prefix_confirmed:
+                member.prefix_confirmed = True
+            if self._index != self._transport._preferred:
+                self._transport._moved_on(self._index % len(self._transport._members))
+            self._finish(response)
+        else:
+            self._server_refused(body)
+
+    def _server_refused(self, body: bytes) -> None:
+        member = self._member
+        if not self._content_type.startswith(b'application/json'):
+            if self._status == 404 and not member.prefix_confirmed:
+                # An older etcd: retry under the next API prefix (the request was not processed).
+                if member.next_prefix():
+                    self._tries -= 1
+                    self._chunks = []
+                    self._sent = False
+                    self._try()
+                    return
+                self._finish_error(ProtocolError(
+                    f'{member.url} offers none of the etcd v3 gateway prefixes '
+                    f'{", ".join(p.decode() for p in API_PREFIXES)}; is it an etcd v3 server?',
+                    self._describe))
+                return
+            if self._status == 404:
+                self._finish_error(Unsupported(
+                    f'{member.url} has no gateway route {member.prefix.decode()}/{self._rpc}',
+                    self._describe))
+                return
+            self._finish_error(ProtocolError(f'HTTP {self._status} from {member.url}: {body[:200]!r}',
+                                             self._describe))
+            return
+        try:
+            error = ujson.loads(body)
+            code = int(error.get('code', 2))
+            message = error.get('message') or error.get('error') or f'HTTP {self._status}'
+        except (ValueError, AttributeError):
+            self._finish_error(ProtocolError(f'HTTP {self._status} from {member.url}: {body[:200]!r}',
+                                             self._describe))
+            return
+        refused = server_error(code, message, self._describe)
+        if isinstance(refused, Unavailable) and self._idempotent:
+            self._next_member(refused)
+            return
+        self._finish_error(refused)
+
+    def fail(self, reason: Exception) -> None:
+        self._connection = None
+        if self._done:
+            return
+        if self._idempotent or not self._sent:
+            self._next_member(reason)
+        elif isinstance(reason, ConnectionLost):
+            self._finish_error(OutcomeUnknown(
+                f'connection to {self._member.url} lost after the request was sent; it may or may '
+                f'not have been applied - read the key back to find out', self._describe, reason))
+        else:
+            self._finish_error(_with_request(reason, self._describe))
+
+    # -- endings
+
+    def _expired(self, timeout: float) -> None:
+        self._timer = None
+        if self._done:
+            return
+        sent = self._connection is not None
+        self._abandon()
+        if sent and not self._idempotent:
+            self._finish_error(OutcomeUnknown(
+                f'no answer from {self._member.url} within {timeout:g} s after the request was sent; '
+                f'it may or may not have been applied - read the key back to find out',
+                self._describe, Timeout(f'deadline of {timeout:g} s passed', self._describe)))
+        else:
+            tried = f' (earlier: {"; ".join(self._errors)})' if self._errors else ''
+            self._finish_error(Timeout(f'no answer within {timeout:g} s from {self._member.url}'
+                                       f'{tried}', self._describe))
+
+    def _abandon(self) -> None:
+        """Stop the attempt in progress: drop a connection mid-request, or leave the pool's queue."""
+        self._done = True
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.abort()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.addErrback(lambda failure: failure.trap(CancelledError))
+            pending.cancel()
+
+    def _cancelled(self, result: Deferred) -> None:
+        if not self._done:
+            self._abandon()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _finish(self, response: dict) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._result.callback(response)
+
+    def _finish_error(self, error: Exception) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._result.errback(error)
+
+
+def _with_request(error: Exception, describe: str) -> Exception:
+    """The same kind of error, naming the request it belongs to."""
+    if isinstance(error, (TransportError, ServerError)) and error.request is None:
+        return type(error)(error.reason, describe)
+    return error
