@@ -1,0 +1,52 @@
+"""Command line: ``python -m txaioetcd demo`` and ``python -m txaioetcd server``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _demo(args) -> int:
+    from twisted.internet import defer, task
+
+    from ._demo import run_demo
+    from .testing import LocalEtcd
+
+    url = args.url or os.environ.get('ETCD_URL')
+    if url:
+        task.react(lambda reactor: defer.ensureDeferred(run_demo(reactor, url)))
+        return 0
+    server = LocalEtcd()
+    print('starting a private etcd ...', flush=True)
+    server.start()
+    try:
+        print(f'etcd (pid {server.pid}) listens at {server.url}', flush=True)
+        code = 0
+        try:
+            task.react(lambda reactor: defer.ensureDeferred(run_demo(reactor, server.url)))
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        return code
+    finally:
+        server.close()
+        print('private etcd stopped', flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m txaioetcd', description=__doc__)
+    commands = parser.add_subparsers(dest='command', required=True)
+    demo = commands.add_parser('demo', help='run the client against a private etcd and show what it did')
+    demo.add_argument('--url', help='use this etcd instead of starting one (or set ETCD_URL)')
+    commands.add_parser('server', help='run a development etcd in the foreground', add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == 'server':
+        from .testing import serve
+        return serve(rest)
+    if rest:
+        parser.error(f'unrecognized arguments: {" ".join(rest)}')
+    return _demo(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
