@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
+from .errors import Compacted
 from .keyset import KeySet
-from .ops import Op, OpDel, OpGet, OpSet, Transaction
+from .ops import Op, OpDel, OpGet, OpSet, Transaction, b64encode
 from .results import Header
 
 __all__ = ('KV',)
@@ -26,9 +27,12 @@ class KV:
 
         An absent key gives a Range with no kvs. See OpGet for the options.
         """
-        return self._do(OpGet(key, limit, sort_order, sort_target, revision, serializable, keys_only,
-                              count_only, min_mod_revision, max_mod_revision, min_create_revision,
-                              max_create_revision), timeout)
+        op = OpGet(key, limit, sort_order, sort_target, revision, serializable, keys_only, count_only,
+                   min_mod_revision, max_mod_revision, min_create_revision, max_create_revision)
+        d = self._do(op, timeout)
+        if revision:
+            d.addErrback(self._add_compact_revision, op, revision)
+        return d
 
     def set(self, key: bytes, value: bytes, *, lease=None, return_previous: bool = False,
             ignore_value: bool = False, ignore_lease: bool = False,
@@ -65,6 +69,37 @@ class KV:
         d = self._call('kv/compaction', request, f'compact to revision {revision}', True, timeout)
         d.addCallback(lambda response: Header.parse(response.get('header')))
         return d
+
+    def _add_compact_revision(self, failure, op: OpGet, revision: int):
+        """A read below the compaction point failed: learn where history now starts, and say so.
+
+        A range error does not carry the compact revision, but a watch from the same revision is
+        cancelled with it at once - one short stream, only on this error path.
+        """
+        failure.trap(Compacted)
+        error = failure.value
+        found = []
+
+        def on_message(message):
+            if message.get('canceled') or message.get('compact_revision'):
+                found.append(int(message.get('compact_revision', 0)))
+                stream.cancel()
+
+        request = {'create_request': {'key': b64encode(op.keyset.key), 'start_revision': revision}}
+        stream = self._transport.stream('watch', request, 'compact revision lookup', on_message, 2.0)
+        give_up = self._reactor.callLater(2.0, stream.cancel)
+
+        def raise_enriched(_):
+            if give_up.active():
+                give_up.cancel()
+            if not found or not found[0]:
+                return failure
+            compact = found[0]
+            raise Compacted(f'{error.server_message} (history starts at revision {compact}: read at '
+                            f'{compact} or later, or without a revision)', error.request, error.code,
+                            error.server_message, compact)
+
+        return stream.done.addBoth(raise_enriched)
 
     def count(self, key, *, revision: int | None = None, timeout: float | None = None) -> Deferred:
         """How many keys a key, range or prefix covers → int."""

@@ -25,6 +25,11 @@ class ITransport(Interface):
         non-idempotent request already sent, OutcomeUnknown). Errors are txaioetcd.errors classes.
         """
 
+    def stream(rpc, request, describe, on_message, timeout):
+        """Start a server-streaming call (watch); return an object with ``.done`` (a Deferred firing
+        None when the stream ends, or failing) and ``.cancel()``. ``on_message`` gets each response
+        dict in order; ``timeout`` bounds the time until the stream starts answering."""
+
     def set_token(token):
         """Send ``token`` (str or None) as the auth token on every following request."""
 

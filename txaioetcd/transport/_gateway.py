@@ -21,6 +21,7 @@ from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, OutcomeUnk
 from . import ITransport
 from ._endpoints import parse_endpoint
 from ._http import ConnectionPool, Receiver
+from ._stream import Stream
 
 __all__ = ('GatewayTransport',)
 
@@ -96,6 +97,12 @@ class GatewayTransport:
     def call(self, rpc: str, request: dict, describe: str, idempotent: bool, timeout: float) -> Deferred:
         body = ujson.dumps(request, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
         return _Call(self, rpc, body, describe, idempotent).start(timeout)
+
+    def stream(self, rpc: str, request: dict, describe: str, on_message, timeout: float) -> Stream:
+        body = ujson.dumps(request, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
+        stream = Stream(self._reactor, self._members[self._preferred], rpc, body, describe, on_message)
+        stream.start(timeout)
+        return stream
 
     def _moved_on(self, index: int) -> None:
         # Prefer the member that just answered, so later calls skip the dead one.
