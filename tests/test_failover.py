@@ -61,3 +61,27 @@ async def test_every_member_unreachable_names_each_endpoint(reactor, prefix):
         assert all(url in message for url in urls)
     finally:
         client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_same_client_works_after_a_restart(reactor, prefix):
+    from twisted.internet.defer import gatherResults
+    from txaioetcd.testing import LocalEtcd
+
+    server = LocalEtcd()
+    server.start()
+    client = Client(reactor, url=server.url, timeout=5)
+    try:
+        # Several kept-alive connections, all of which the restart will close behind the client's back.
+        await gatherResults([client.set(prefix + b'%d' % i, b'v') for i in range(8)])
+        server.stop()
+        server.start()
+        # stop/start blocked the reactor: the client has not yet seen its connections close. A read
+        # goes out again on a fresh connection instead of failing.
+        got = await client.get(KeySet(prefix, prefix=True))
+        assert got.count == 8
+        await client.set(prefix + b'after', b'restart')
+        assert (await client.get(prefix + b'after')).kvs[0].value == b'restart'
+    finally:
+        client.close()
+        server.close()

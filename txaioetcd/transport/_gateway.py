@@ -120,7 +120,7 @@ class _Call(Receiver):
 
     __slots__ = ('_transport', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
                  '_index', '_tries', '_member', '_pending', '_connection', '_sent', '_status',
-                 '_content_type', '_chunks', '_errors', '_done')
+                 '_content_type', '_chunks', '_errors', '_done', '_reused', '_stale_retries')
 
     def __init__(self, transport: GatewayTransport, rpc: str, body: bytes, describe: str,
                  idempotent: bool):
@@ -141,6 +141,8 @@ class _Call(Receiver):
         self._errors = []
         self._done = False
         self._timer = None
+        self._reused = False
+        self._stale_retries = 0
 
     def start(self, timeout: float) -> Deferred:
         self._result = Deferred(self._cancelled)
@@ -174,6 +176,10 @@ class _Call(Receiver):
         self._chunks = []
         self._try()
 
+    def _retry_stale(self) -> None:
+        if not self._done:
+            self._try()
+
     def _send(self, connection) -> None:
         self._pending = None
         if self._done:
@@ -181,6 +187,7 @@ class _Call(Receiver):
             return
         self._connection = connection
         self._sent = True
+        self._reused = connection.requests > 0
         connection.send(self._member.head(self._rpc, len(self._body)), self._body, self)
 
     def _acquire_failed(self, failure) -> None:
@@ -261,6 +268,15 @@ class _Call(Receiver):
     def fail(self, reason: Exception) -> None:
         self._connection = None
         if self._done:
+            return
+        if self._idempotent and self._reused and self._status == 0 and self._stale_retries < 2:
+            # A kept-alive connection the server had closed (e.g. it restarted) before our request
+            # reached it: a read may simply go out again on a fresh connection to the same member.
+            # Retry on the next reactor turn: by then the pool has seen its other dead connections.
+            self._stale_retries += 1
+            self._tries -= 1
+            self._chunks = []
+            self._transport._reactor.callLater(0, self._retry_stale)
             return
         if self._idempotent or not self._sent:
             self._next_member(reason)

@@ -53,6 +53,7 @@ class HTTPConnection(Protocol):
         self._remaining = 0
         self._keep_alive = True
         self.closed = False
+        self.requests = 0         # requests sent so far: > 0 means this connection is being reused
 
     # -- sending
 
@@ -60,6 +61,7 @@ class HTTPConnection(Protocol):
         """Write one request (``head`` ends with the blank line) and route its response to ``receiver``."""
         self._receiver = receiver
         self._state = 'head'
+        self.requests += 1
         self.transport.write(head + body)
 
     def abort(self) -> None:
