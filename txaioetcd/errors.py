@@ -89,7 +89,8 @@ class NoSpace(ServerError):
 
 
 class Compacted(ServerError):
-    """The requested revision was compacted; ``compact_revision`` is the oldest still readable - 1."""
+    """The requested revision was compacted; ``compact_revision`` (when known) is the oldest revision
+    still readable."""
 
     code = 11
 

@@ -328,8 +328,9 @@ class Transaction(Op):
     def describe(self) -> str:
         keys = [comp.keyset.describe() for comp in self.compare[:3]]
         more = ', ...' if len(self.compare) > 3 else ''
-        return (f'transaction ({len(self.compare)} compares on {", ".join(keys)}{more}; '
-                f'{len(self.success)} success / {len(self.failure)} failure ops)')
+        compares = f'{len(self.compare)} compares on {", ".join(keys)}{more}' if keys else 'no compares'
+        return (f'transaction ({compares}; {len(self.success)} success / {len(self.failure)} '
+                f'failure ops)')
 
     def __repr__(self):
         return f'Transaction(compare={self.compare!r}, success={self.success!r}, failure={self.failure!r})'

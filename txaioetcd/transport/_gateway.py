@@ -1,9 +1,11 @@
 """The JSON-gateway transport: etcd's gRPC gateway (``POST /v3/kv/range`` ...) over HTTP/1.1.
 
 Each endpoint gets a connection pool and learns its API prefix on first use: requests go to ``/v3``;
-a plain-text 404 before that prefix ever answered means the server is older (``/v3beta`` in 3.3/3.4,
-``/v3alpha`` in 3.2/3.3) and the same request is sent again under the next prefix - a 404 means it was
-not processed, so that is safe even for writes.
+Go's "404 page not found" (no handler for the path at all) before that prefix ever answered means the
+server is older (``/v3beta`` in 3.3/3.4, ``/v3alpha`` in 3.2/3.3) and the same request is sent again
+under the next prefix - a 404 means it was not processed, so that is safe even for writes. A route
+missing under a prefix the server does serve answers "Not Found" instead, and is reported as
+Unsupported without touching the prefix.
 
 Calls stick to one endpoint (the first that works) and move to the next when it cannot be reached.
 Moving on after a request was sent happens only for idempotent requests; a write whose answer is lost
@@ -54,12 +56,16 @@ class _Member:
                                         b'Content-Length: ')
         return start + str(length).encode('ascii') + b'\r\n\r\n'
 
-    def next_prefix(self) -> bool:
-        """Move to the next older API prefix; False when none is left."""
-        if self.prefix_index + 1 >= len(API_PREFIXES):
+    def prefix_refused(self, index: int) -> bool:
+        """The server has no handler under prefix number ``index``: move to the next older prefix
+        (once, however many calls saw the same 404). False when no prefix is left to try."""
+        if self.prefix_confirmed:
             return False
-        self.prefix_index += 1
-        self._heads.clear()
+        if index == self.prefix_index:
+            if self.prefix_index + 1 >= len(API_PREFIXES):
+                return False
+            self.prefix_index += 1
+            self._heads.clear()
         return True
 
     def set_token(self, token: bytes) -> None:
@@ -120,7 +126,8 @@ class _Call(Receiver):
 
     __slots__ = ('_transport', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
                  '_index', '_tries', '_member', '_pending', '_connection', '_sent', '_status',
-                 '_content_type', '_chunks', '_errors', '_done', '_reused', '_stale_retries')
+                 '_content_type', '_chunks', '_errors', '_done', '_reused', '_stale_retries',
+                 '_prefix_index')
 
     def __init__(self, transport: GatewayTransport, rpc: str, body: bytes, describe: str,
                  idempotent: bool):
@@ -143,6 +150,7 @@ class _Call(Receiver):
         self._timer = None
         self._reused = False
         self._stale_retries = 0
+        self._prefix_index = 0
 
     def start(self, timeout: float) -> Deferred:
         self._result = Deferred(self._cancelled)
@@ -188,13 +196,17 @@ class _Call(Receiver):
         self._connection = connection
         self._sent = True
         self._reused = connection.requests > 0
+        self._prefix_index = self._member.prefix_index
         connection.send(self._member.head(self._rpc, len(self._body)), self._body, self)
 
     def _acquire_failed(self, failure) -> None:
         self._pending = None
         if self._done:
             return
-        failure.trap(ConnectionFailed)
+        failure.trap(ConnectionFailed, ClientClosed)
+        if isinstance(failure.value, ClientClosed):
+            self._finish_error(ClientClosed(failure.value.reason, self._describe))
+            return
         self._next_member(failure.value)
 
     # -- Receiver
@@ -230,23 +242,24 @@ class _Call(Receiver):
     def _server_refused(self, body: bytes) -> None:
         member = self._member
         if not self._content_type.startswith(b'application/json'):
-            if self._status == 404 and not member.prefix_confirmed:
-                # An older etcd: retry under the next API prefix (the request was not processed).
-                if member.next_prefix():
+            if self._status == 404 and body.startswith(b'404 page not found'):
+                # No handler for this path prefix at all: an older etcd (the request was not processed).
+                if member.prefix_refused(self._prefix_index):
                     self._tries -= 1
                     self._chunks = []
                     self._sent = False
                     self._try()
                     return
-                self._finish_error(ProtocolError(
-                    f'{member.url} offers none of the etcd v3 gateway prefixes '
-                    f'{", ".join(p.decode() for p in API_PREFIXES)}; is it an etcd v3 server?',
-                    self._describe))
-                return
+                if not member.prefix_confirmed:
+                    self._finish_error(ProtocolError(
+                        f'{member.url} offers none of the etcd v3 gateway prefixes '
+                        f'{", ".join(p.decode() for p in API_PREFIXES)}; is it an etcd v3 server?',
+                        self._describe))
+                    return
             if self._status == 404:
                 self._finish_error(Unsupported(
-                    f'{member.url} has no gateway route {member.prefix.decode()}/{self._rpc}',
-                    self._describe))
+                    f'{member.url} has no gateway route {API_PREFIXES[self._prefix_index].decode()}/'
+                    f'{self._rpc}', self._describe))
                 return
             self._finish_error(ProtocolError(f'HTTP {self._status} from {member.url}: {body[:200]!r}',
                                              self._describe))
@@ -268,6 +281,9 @@ class _Call(Receiver):
     def fail(self, reason: Exception) -> None:
         self._connection = None
         if self._done:
+            return
+        if isinstance(reason, ClientClosed):
+            self._finish_error(ClientClosed(reason.reason, self._describe))
             return
         if self._idempotent and self._reused and self._status == 0 and self._stale_retries < 2:
             # A kept-alive connection the server had closed (e.g. it restarted) before our request

@@ -16,7 +16,7 @@ from collections import deque
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import Factory, Protocol
 
-from ..errors import ConnectionFailed, ConnectionLost, ProtocolError
+from ..errors import ClientClosed, ConnectionFailed, ConnectionLost, ProtocolError
 
 __all__ = ('Receiver', 'HTTPConnection', 'ConnectionPool')
 
@@ -69,6 +69,14 @@ class HTTPConnection(Protocol):
         self._receiver = None
         if not self.closed:
             self.transport.abortConnection()
+
+    def shut(self, error: Exception) -> None:
+        """Drop the connection and fail the request it carries with ``error`` (the client closed)."""
+        receiver, self._receiver = self._receiver, None
+        if not self.closed:
+            self.transport.abortConnection()
+        if receiver is not None:
+            receiver.fail(error)
 
     # -- receiving
 
@@ -224,7 +232,7 @@ class ConnectionPool:
             self._busy.add(connection)
             return succeed(connection)
         if self._closed:
-            return fail(ConnectionFailed(f'connection pool for {self.name} is closed'))
+            return fail(ClientClosed(f'the client was closed (connections to {self.name})'))
         waiter = Deferred(self._cancel_waiter)
         self._waiters.append(waiter)
         if len(self._busy) + self._connecting < self.size:
@@ -277,11 +285,12 @@ class ConnectionPool:
             self._connect()
 
     def close(self) -> None:
-        """Close every connection and fail every waiter."""
+        """Close every connection, failing the requests they carry and every waiter."""
         self._closed = True
+        error = ClientClosed(f'the client was closed (connections to {self.name})')
         while self._waiters:
-            self._waiters.popleft().errback(ConnectionFailed(f'connection pool for {self.name} closed'))
+            self._waiters.popleft().errback(error)
         for connection in self._idle + list(self._busy):
-            connection.abort()
+            connection.shut(error)
         self._idle.clear()
         self._busy.clear()

@@ -1,0 +1,487 @@
+"""Deadlines, lost connections, failover, cancel and close - against real sockets on 127.0.0.1.
+
+The misbehaving servers are small Twisted protocols written here: one that accepts and never answers,
+one that reads the request and hangs up. A port nobody listens on is made by binding a socket and
+closing it. Failover tests pair those with the session's real etcd.
+"""
+
+import socket
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError
+from twisted.internet.protocol import Factory, Protocol
+
+from txaioetcd import Client, OpSet, Transaction, errors
+
+
+class _Recorder(Protocol):
+    """Accepts a connection and keeps whatever arrives; ``answer`` decides what to do with a request."""
+
+    def connectionMade(self):
+        self.factory.connections.append(self)
+        self.buffer = b''
+        self.lost = False
+
+    def dataReceived(self, data):
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b'\r\n\r\n')
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end]
+            length = 0
+            for line in head.split(b'\r\n')[1:]:
+                name, _, value = line.partition(b':')
+                if name.strip().lower() == b'content-length':
+                    length = int(value)
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            request, self.buffer = self.buffer[:end], self.buffer[end:]
+            self.factory.requests.append(request.split(b'\r\n', 1)[0].decode('ascii'))
+            self.factory.arrived()
+            self.answer()
+
+    def answer(self):
+        pass  # the hanging server: never answers
+
+    def connectionLost(self, reason):
+        self.lost = True
+        self.factory.gone()
+
+
+class _HangUp(_Recorder):
+    """Reads the whole request, then closes the connection without a word."""
+
+    def answer(self):
+        self.transport.loseConnection()
+
+
+class _Server(Factory):
+    def __init__(self, reactor, protocol):
+        self.reactor = reactor
+        self.protocol = protocol
+        self.connections = []
+        self.requests = []
+        self._waiting_requests = []
+        self._waiting_gone = []
+        self.port = reactor.listenTCP(0, self, interface='127.0.0.1')
+        self.url = f'http://127.0.0.1:{self.port.getHost().port}'
+
+    def arrived(self):
+        waiting, self._waiting_requests = self._waiting_requests, []
+        for d in waiting:
+            d.callback(None)
+
+    def gone(self):
+        waiting, self._waiting_gone = self._waiting_gone, []
+        for d in waiting:
+            d.callback(None)
+
+    def request_arrived(self):
+        """A Deferred firing when the next complete request has arrived."""
+        d = defer.Deferred()
+        self._waiting_requests.append(d)
+        return d
+
+    def connection_gone(self):
+        d = defer.Deferred()
+        self._waiting_gone.append(d)
+        return d
+
+    def stop(self):
+        for connection in self.connections:
+            if not connection.lost:
+                connection.transport.abortConnection()
+        return self.port.stopListening()
+
+
+@pytest.fixture
+def hang_server(reactor):
+    server = _Server(reactor, _Recorder)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hangup_server(reactor):
+    server = _Server(reactor, _HangUp)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dead_url():
+    """The URL of a loopback port nothing listens on (bound, then closed)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f'http://127.0.0.1:{port}'
+
+
+def _within(deadline, func):
+    """A Deferred of ``func()``, failed with defer.TimeoutError if it takes longer than ``deadline``:
+    a test-side guard so that a client that forgets its own deadline cannot hang the test."""
+    from twisted.internet import reactor
+    return defer.ensureDeferred(func()).addTimeout(deadline, reactor)
+
+
+def _txaioetcd_timers(reactor):
+    return {call for call in reactor.getDelayedCalls()
+            if getattr(call.func, '__module__', '').startswith('txaioetcd')}
+
+
+# -- (a) a server that never answers
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_against_silent_server_times_out(reactor, hang_server):
+    client = Client(reactor, url=hang_server.url, timeout=30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.Timeout) as caught:
+            await _within(10, lambda: client.get(b'some/key', timeout=0.5))
+        elapsed = time.monotonic() - started
+    finally:
+        await client.close()
+    assert 0.45 <= elapsed < 2.0
+    error = caught.value
+    assert isinstance(error, errors.TransportError)
+    assert error.request == "get of key b'some/key'"
+    assert str(error).startswith("get of key b'some/key': no answer within 0.5 s from " + hang_server.url)
+    assert hang_server.requests == ['POST /v3/kv/range HTTP/1.1']
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_against_silent_server_is_outcome_unknown(reactor, hang_server):
+    client = Client(reactor, url=hang_server.url, timeout=30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.OutcomeUnknown) as caught:
+            await _within(10, lambda: client.set(b'some/key', b'v', timeout=0.5))
+        elapsed = time.monotonic() - started
+    finally:
+        await client.close()
+    assert 0.45 <= elapsed < 2.0
+    error = caught.value
+    assert error.request == "set of key b'some/key'"
+    assert str(error).startswith("set of key b'some/key': no answer from " + hang_server.url)
+    assert 'may or may not have been applied' in str(error)
+    assert isinstance(error.cause, errors.Timeout)
+    assert error.cause.request == "set of key b'some/key'"
+    assert '0.5 s' in str(error.cause)
+    assert hang_server.requests == ['POST /v3/kv/put HTTP/1.1']
+
+
+@pytest_twisted.ensureDeferred
+async def test_deadline_drops_the_connection(reactor, hang_server):
+    """A request whose deadline passed is abandoned: its connection is closed, not left hanging."""
+    client = Client(reactor, url=hang_server.url, timeout=30)
+    try:
+        before = _txaioetcd_timers(reactor)
+        gone = hang_server.connection_gone()
+        with pytest.raises(errors.Timeout):
+            await client.get(b'k', timeout=0.3)
+        await _within(2, lambda: gone)
+        assert [c.lost for c in hang_server.connections] == [True]
+        assert _txaioetcd_timers(reactor) == before
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_default_timeout_of_the_client_applies(reactor, hang_server):
+    client = Client(reactor, url=hang_server.url, timeout=0.4)
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.Timeout) as caught:
+            await _within(10, lambda: client.status())
+        assert 0.35 <= time.monotonic() - started < 2.0
+        assert caught.value.request == 'status'
+        assert 'within 0.4 s' in str(caught.value)
+    finally:
+        await client.close()
+
+
+# -- (b) nobody listening
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_port_is_connection_failed_fast(reactor, dead_url):
+    client = Client(reactor, url=dead_url, timeout=5)
+    try:
+        before = _txaioetcd_timers(reactor)
+        started = time.monotonic()
+        with pytest.raises(errors.ConnectionFailed) as caught:
+            await _within(10, lambda: client.get(b'k'))
+        assert time.monotonic() - started < 1.0
+        error = caught.value
+        assert error.request == "get of key b'k'"
+        assert str(error).startswith(f"get of key b'k': cannot connect to {dead_url}")
+        assert 'refused' in str(error).lower()
+
+        # A write that could not be sent is not ambiguous: ConnectionFailed, not OutcomeUnknown.
+        started = time.monotonic()
+        with pytest.raises(errors.ConnectionFailed) as caught:
+            await _within(10, lambda: client.set(b'k', b'v'))
+        assert time.monotonic() - started < 1.0
+        assert not isinstance(caught.value, errors.OutcomeUnknown)
+        assert caught.value.request == "set of key b'k'"
+        assert _txaioetcd_timers(reactor) == before
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_endpoint_closed_names_them_all(reactor):
+    urls = []
+    for _ in range(2):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(('127.0.0.1', 0))
+        urls.append(f'http://127.0.0.1:{sock.getsockname()[1]}')
+        sock.close()
+    client = Client(reactor, endpoints=urls, timeout=5)
+    try:
+        with pytest.raises(errors.ConnectionFailed) as caught:
+            await _within(10, lambda: client.get(b'k'))
+    finally:
+        await client.close()
+    message = str(caught.value)
+    assert caught.value.request == "get of key b'k'"
+    assert message.startswith("get of key b'k': no endpoint could be reached")
+    assert urls[0] in message and urls[1] in message
+
+
+# -- (c) a server that reads the request and hangs up
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_when_server_hangs_up_is_connection_lost(reactor, hangup_server):
+    client = Client(reactor, url=hangup_server.url, timeout=5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.ConnectionLost) as caught:
+            await _within(10, lambda: client.get(b'k'))
+        assert time.monotonic() - started < 2.0
+    finally:
+        await client.close()
+    error = caught.value
+    assert error.request == "get of key b'k'"
+    assert str(error).startswith(f"get of key b'k': connection to {hangup_server.url} lost")
+    assert hangup_server.requests == ['POST /v3/kv/range HTTP/1.1']
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_when_server_hangs_up_is_outcome_unknown(reactor, hangup_server):
+    client = Client(reactor, url=hangup_server.url, timeout=5)
+    try:
+        with pytest.raises(errors.OutcomeUnknown) as caught:
+            await _within(10, lambda: client.set(b'k', b'v'))
+        # A transaction with a write is just as ambiguous.
+        with pytest.raises(errors.OutcomeUnknown) as caught_txn:
+            await _within(10, lambda: client.submit(Transaction(success=[OpSet(b'k', b'v')])))
+    finally:
+        await client.close()
+    error = caught.value
+    assert error.request == "set of key b'k'"
+    assert str(error).startswith(f"set of key b'k': connection to {hangup_server.url} lost after the "
+                                 f"request was sent")
+    assert isinstance(error.cause, errors.ConnectionLost)
+    assert hangup_server.url in str(error.cause)
+    assert caught_txn.value.request.startswith('transaction (')
+    assert hangup_server.requests == ['POST /v3/kv/put HTTP/1.1', 'POST /v3/kv/txn HTTP/1.1']
+
+
+# -- (d) failover between endpoints
+
+
+@pytest_twisted.ensureDeferred
+async def test_failover_past_a_dead_endpoint(reactor, etcd, dead_url, prefix):
+    client = Client(reactor, endpoints=[dead_url, etcd.url], timeout=5)
+    try:
+        assert client.endpoint == dead_url
+        written = await _within(10, lambda: client.set(prefix + b'k', b'v'))
+        assert client.endpoint == etcd.url
+        got = await client.get(prefix + b'k')
+        assert got.kvs[0].value == b'v'
+        assert got.kvs[0].mod_revision == written.revision
+        assert client.endpoint == etcd.url
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_fails_over_when_connection_is_lost(reactor, etcd, hangup_server, prefix):
+    """A read whose connection drops is sent again to the next endpoint (it is idempotent)."""
+    client = Client(reactor, endpoints=[hangup_server.url, etcd.url], timeout=5)
+    try:
+        got = await _within(10, lambda: client.get(prefix + b'k'))
+        assert got.count == 0 and got.header.revision > 0
+        assert client.endpoint == etcd.url
+        assert hangup_server.requests == ['POST /v3/kv/range HTTP/1.1']
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_does_not_fail_over_after_it_was_sent(reactor, etcd, hangup_server, prefix):
+    """A write whose connection drops after sending is ambiguous: it is not sent to another member."""
+    client = Client(reactor, endpoints=[hangup_server.url, etcd.url], timeout=5)
+    try:
+        with pytest.raises(errors.OutcomeUnknown):
+            await _within(10, lambda: client.set(prefix + b'k', b'v'))
+        assert client.endpoint == hangup_server.url
+        reader = Client(reactor, url=etcd.url, timeout=5)
+        try:
+            assert (await reader.get(prefix + b'k')).count == 0
+        finally:
+            await reader.close()
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_endpoint_is_not_failed_over_on_timeout(reactor, etcd, hang_server, prefix):
+    """Observed behaviour: the client moves on only after a connection failed or was lost, never on
+    a deadline - even for an idempotent read. A member that accepts connections and never answers
+    keeps being used: every call to it times out, and the live second endpoint is never tried."""
+    client = Client(reactor, endpoints=[hang_server.url, etcd.url], timeout=5)
+    try:
+        for attempt in range(2):
+            started = time.monotonic()
+            with pytest.raises(errors.Timeout) as caught:
+                await _within(10, lambda: client.get(prefix + b'k', timeout=1))
+            assert 0.95 <= time.monotonic() - started < 3
+            assert f'from {hang_server.url}' in str(caught.value)
+            assert client.endpoint == hang_server.url
+        assert hang_server.requests == ['POST /v3/kv/range HTTP/1.1'] * 2
+    finally:
+        await client.close()
+
+
+# -- (e) a closed client
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_after_close_fail_with_client_closed(reactor, etcd, prefix):
+    client = Client(reactor, url=etcd.url, timeout=5)
+    await client.set(prefix + b'k', b'v')
+    await client.close()
+    calls = [
+        (lambda: client.get(prefix + b'k'), f'get of key {prefix + b"k"!r}'),
+        (lambda: client.set(prefix + b'k', b'w'), f'set of key {prefix + b"k"!r}'),
+        (lambda: client.delete(prefix + b'k'), f'delete of key {prefix + b"k"!r}'),
+        (lambda: client.status(), 'status'),
+    ]
+    for call, request in calls:
+        with pytest.raises(errors.ClientClosed) as caught:
+            await call()
+        assert caught.value.request == request
+        assert str(caught.value).startswith(request + ': ')
+        assert 'closed' in str(caught.value)
+    check = Client(reactor, url=etcd.url, timeout=5)
+    try:
+        assert (await check.get(prefix + b'k')).kvs[0].value == b'v'
+    finally:
+        await check.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_fails_calls_in_flight_at_once(reactor, hang_server):
+    """Closing the client must end the calls it has in flight at once, not after their deadlines."""
+    client = Client(reactor, url=hang_server.url, timeout=30)
+    before = _txaioetcd_timers(reactor)
+    arrived = hang_server.request_arrived()
+    read = client.get(b'r')
+    await _within(5, lambda: arrived)
+    arrived = hang_server.request_arrived()
+    write = client.set(b'w', b'v')
+    await _within(5, lambda: arrived)
+    try:
+        await client.close()
+        with pytest.raises((errors.ClientClosed, errors.ConnectionLost)) as lost:
+            await _within(2, lambda: read)
+        with pytest.raises((errors.ClientClosed, errors.OutcomeUnknown)) as unknown:
+            await _within(2, lambda: write)
+        assert lost.value.request == "get of key b'r'"
+        assert unknown.value.request == "set of key b'w'"
+        assert not _txaioetcd_timers(reactor) - before
+    finally:
+        # Do not leave the calls' 30 s timers behind for the next tests.
+        for d in (read, write):
+            d.addErrback(lambda failure: None)
+            d.cancel()
+
+
+# -- (f) cancel
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_of_a_sent_request(reactor, hang_server):
+    client = Client(reactor, url=hang_server.url, timeout=30)
+    try:
+        before = _txaioetcd_timers(reactor)
+        arrived = hang_server.request_arrived()
+        gone = hang_server.connection_gone()
+        d = client.get(b'k')
+        await _within(5, lambda: arrived)
+        # The deadline timer exists while the request is in flight ...
+        assert len(_txaioetcd_timers(reactor) - before) == 1
+        started = time.monotonic()
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await _within(5, lambda: d)
+        assert time.monotonic() - started < 0.5
+        # ... and is gone with it; the connection is dropped.
+        assert _txaioetcd_timers(reactor) == before
+        await _within(2, lambda: gone)
+        assert [c.lost for c in hang_server.connections] == [True]
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_before_the_connection_is_made(reactor, hang_server):
+    """Cancelled while still waiting for a connection: nothing is sent, no timer is left, and the
+    client goes on working."""
+    client = Client(reactor, url=hang_server.url, timeout=30)
+    try:
+        before = _txaioetcd_timers(reactor)
+        d = client.set(b'k', b'v')
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await _within(5, lambda: d)
+        assert _txaioetcd_timers(reactor) == before
+        # Give the connection that was being made a moment: no request must arrive on it.
+        await _sleep(reactor, 0.2)
+        assert hang_server.requests == []
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_of_one_call_leaves_others_alone(reactor, etcd, prefix):
+    client = Client(reactor, url=etcd.url, timeout=5)
+    try:
+        before = _txaioetcd_timers(reactor)
+        await client.set(prefix + b'k', b'v')
+        cancelled = client.get(prefix + b'k')
+        kept = client.get(prefix + b'k')
+        cancelled.cancel()
+        with pytest.raises(CancelledError):
+            await cancelled
+        assert (await kept).kvs[0].value == b'v'
+        assert (await client.get(prefix + b'k')).kvs[0].value == b'v'
+        assert _txaioetcd_timers(reactor) == before
+    finally:
+        await client.close()
+
+
+def _sleep(reactor, seconds):
+    d = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
