@@ -4,7 +4,9 @@ The public names live here; see docs/ for a guide.
 """
 
 from ._version import __version__
+from . import pmap
 from .client import Client
+from .database import Database
 from .errors import Failed
 from .keyset import KeySet
 from .ops import (CompCreated, CompLease, CompModified, CompValue, CompVersion, OpDel, OpGet, OpSet,
@@ -12,7 +14,7 @@ from .ops import (CompCreated, CompLease, CompModified, CompValue, CompVersion, 
 from .results import Alarm, Deleted, Hash, Header, KeyValue, Member, Range, Revision, Status, Success, TxnResult
 
 __all__ = (
-    '__version__', 'Client', 'KeySet', 'Transaction', 'Failed', 'Success',
+    '__version__', 'Client', 'Database', 'pmap', 'KeySet', 'Transaction', 'Failed', 'Success',
     'CompValue', 'CompVersion', 'CompCreated', 'CompModified', 'CompLease',
     'OpGet', 'OpSet', 'OpDel', 'OpTxn',
     'Header', 'KeyValue', 'Range', 'Revision', 'Deleted', 'TxnResult', 'Status', 'Member', 'Alarm', 'Hash',

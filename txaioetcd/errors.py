@@ -27,6 +27,20 @@ The tree::
     │   ├── OutcomeUnknown           a write was sent but no answer came: it may or may not have been applied
     │   └── ProtocolError            the server's answer could not be understood
     ├── Failed                       a transaction's compares failed (``.responses`` of the failure branch)
+    ├── TransactionError             Database transactions (txaioetcd.Database)
+    │   ├── TransactionConflict      something the transaction read or writes moved (``.keys``); retry
+    │   ├── TransactionTooLarge      over etcd's --max-txn-ops or --max-request-bytes; nothing was sent
+    │   ├── ReadOnlyTransaction      a write in a read-only transaction or database
+    │   ├── TransactionClosed        the transaction was already committed or aborted
+    │   ├── UniqueViolation          a unique index already maps the value to another record
+    │   └── NullIndexValue           a non-nullable index got None
+    ├── CommitOutcomeUnknown         (also an OutcomeUnknown) the commit's answer was lost and could
+    │                                not be checked
+    ├── TableError                   persistent maps: names the table and the key
+    │   ├── KeyTypeError             (also a TypeError) a key of the wrong type for the table
+    │   ├── ValueEncodeError         a value that could not be marshalled / encoded
+    │   └── ValueDecodeError         stored bytes that could not be decoded
+    ├── SchemaMismatch               a table's description differs from the catalog's (slot 0)
     ├── Unsupported                  the transport cannot do this call
     └── ClientClosed                 the client was closed
 """
@@ -38,6 +52,9 @@ __all__ = (
     'Compacted', 'FutureRevision', 'NotFound', 'PermissionDenied', 'AuthFailed', 'Unauthenticated',
     'Unavailable', 'NoLeader', 'TransportError', 'ConnectionFailed', 'ConnectionLost', 'Timeout',
     'OutcomeUnknown', 'ProtocolError', 'Failed', 'Unsupported', 'ClientClosed', 'server_error',
+    'TransactionError', 'TransactionConflict', 'TransactionTooLarge', 'ReadOnlyTransaction',
+    'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'CommitOutcomeUnknown', 'TableError',
+    'KeyTypeError', 'ValueEncodeError', 'ValueDecodeError', 'SchemaMismatch',
 )
 
 
@@ -178,6 +195,81 @@ class Failed(Error):
         revision = header.revision if header is not None else None
         super().__init__(f'compare failed at revision {revision}; '
                          f'{len(self.responses)} failure operation(s) ran', request)
+
+
+class TransactionError(Error):
+    """A Database transaction could not do what was asked."""
+
+
+class TransactionConflict(TransactionError):
+    """Keys the transaction read (or writes) changed before it committed; nothing was written.
+
+    ``keys`` lists them, as "table[key]" where the table is known, else as raw bytes. Run the
+    transaction again (``db.run`` does so with backoff).
+    """
+
+    def __init__(self, message: str, keys=(), request: str | None = None):
+        self.keys = list(keys)
+        super().__init__(message, request)
+
+
+class TransactionTooLarge(TransactionError):
+    """The transaction exceeds an etcd limit; refused before anything was sent.
+
+    ``limit`` names it ('max_txn_ops' or 'max_request_bytes'), ``allowed`` and ``needed`` are numbers.
+    """
+
+    def __init__(self, message: str, limit: str, allowed: int, needed: int):
+        self.limit = limit
+        self.allowed = allowed
+        self.needed = needed
+        super().__init__(message)
+
+
+class ReadOnlyTransaction(TransactionError):
+    """A write was attempted in a read-only transaction (or on a read-only Database)."""
+
+
+class TransactionClosed(TransactionError):
+    """The transaction was already committed or aborted."""
+
+
+class UniqueViolation(TransactionError):
+    """A unique index already maps this value to another record; nothing was written."""
+
+    def __init__(self, message: str, index: str, value, owner=None):
+        self.index = index
+        self.value = value
+        self.owner = owner
+        super().__init__(message)
+
+
+class NullIndexValue(TransactionError):
+    """An index that is not nullable got None for a record."""
+
+
+class CommitOutcomeUnknown(OutcomeUnknown):
+    """A commit was sent, its answer was lost, and reading back could not tell whether it applied."""
+
+
+class TableError(Error):
+    """A persistent map could not encode or decode a key or value; the message names table and key."""
+
+
+class KeyTypeError(TableError, TypeError):
+    """A key of the wrong type (or out of range) for the table."""
+
+
+class ValueEncodeError(TableError):
+    """A value could not be marshalled or encoded for the table."""
+
+
+class ValueDecodeError(TableError):
+    """Stored bytes could not be decoded by the table."""
+
+
+class SchemaMismatch(Error):
+    """A table's description (key type, value type, indexes) differs from what the catalog records."""
 
 
 class Unsupported(Error):

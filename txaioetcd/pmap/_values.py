@@ -1,0 +1,181 @@
+"""Value types of persistent maps: Python objects ↔ stored bytes.
+
+Byte formats follow zlmdb and the earlier txaioetcd: String UTF-8, OID ``>Q``, UUID 16 bytes, JSON
+compact UTF-8, CBOR (cbor2), Pickle (protocol 2), FlatBuffers (``build``/``cast``, no identifier).
+A value type is configured per table (``marshal``/``unmarshal``, ``build``/``cast``, pickle's
+allowed classes) by ``bind``, which returns the encoder and decoder the table uses.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import uuid
+
+import cbor2
+import flatbuffers
+import ujson
+
+__all__ = ('ValueType', 'VALUE_TYPES', 'RestrictedUnpickler', 'PickleRefused')
+
+_Q = struct.Struct('>Q')
+
+
+class PickleRefused(pickle.UnpicklingError):
+    """A pickled value names a class the table does not allow."""
+
+
+def _identity(value):
+    return value
+
+
+class ValueType:
+    """One kind of stored value. ``bind(**options)`` → (encode, decode) for one table."""
+
+    name = ''
+    options: tuple = ()
+
+    def bind(self, **options):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return self.name
+
+
+class _String(ValueType):
+    name = 'String'
+
+    def bind(self):
+        def encode(value):
+            if not isinstance(value, str):
+                raise TypeError(f'a String value is a str, not {type(value).__name__}')
+            return value.encode('utf-8')
+        return encode, lambda data: data.decode('utf-8')
+
+
+class _Binary(ValueType):
+    name = 'Binary'
+
+    def bind(self):
+        def encode(value):
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f'a Binary value is bytes, not {type(value).__name__}')
+            return bytes(value)
+        return encode, _identity
+
+
+class _Oid(ValueType):
+    name = 'Oid'
+
+    def bind(self):
+        def encode(value):
+            if type(value) is not int or not 0 <= value < 2 ** 64:
+                raise TypeError(f'an OID value is an int in 0 … 2**64-1, not {value!r}')
+            return _Q.pack(value)
+        return encode, lambda data: _Q.unpack(data)[0]
+
+
+class _Uuid(ValueType):
+    name = 'Uuid'
+
+    def bind(self):
+        def encode(value):
+            if not isinstance(value, uuid.UUID):
+                raise TypeError(f'a UUID value is a uuid.UUID, not {type(value).__name__}')
+            return value.bytes
+        return encode, lambda data: uuid.UUID(bytes=data)
+
+
+class _Json(ValueType):
+    """JSON via ujson; ``marshal`` turns an object into plain data, ``unmarshal`` back."""
+
+    name = 'Json'
+    options = ('marshal', 'unmarshal')
+
+    def bind(self, marshal=None, unmarshal=None):
+        marshal = marshal or _identity
+        unmarshal = unmarshal or _identity
+
+        def encode(value):
+            return ujson.dumps(marshal(value), ensure_ascii=False, escape_forward_slashes=False,
+                               reject_bytes=True).encode('utf-8')
+        return encode, lambda data: unmarshal(ujson.loads(data))
+
+
+class _Cbor(ValueType):
+    """CBOR via cbor2; ``marshal`` turns an object into plain data, ``unmarshal`` back."""
+
+    name = 'Cbor'
+    options = ('marshal', 'unmarshal')
+
+    def bind(self, marshal=None, unmarshal=None):
+        marshal = marshal or _identity
+        unmarshal = unmarshal or _identity
+        dumps, loads = cbor2.dumps, cbor2.loads
+        return (lambda value: dumps(marshal(value))), (lambda data: unmarshal(loads(data)))
+
+
+# Classes a pickled value may always name: plain data types of the standard library.
+_SAFE_GLOBALS = frozenset({
+    ('builtins', 'set'), ('builtins', 'frozenset'), ('builtins', 'complex'), ('builtins', 'bytearray'),
+    ('builtins', 'object'), ('builtins', 'slice'), ('builtins', 'range'),
+    ('uuid', 'UUID'), ('decimal', 'Decimal'), ('fractions', 'Fraction'),
+    ('datetime', 'datetime'), ('datetime', 'date'), ('datetime', 'time'), ('datetime', 'timedelta'),
+    ('datetime', 'timezone'), ('collections', 'OrderedDict'), ('collections', 'deque'),
+    ('copyreg', '_reconstructor'),
+})
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An Unpickler that loads only the classes it was told to, never arbitrary globals.
+
+    ``pickle.loads`` would import and call anything a stored value names (os.system included);
+    here any global outside ``allowed`` (plus a few plain standard types) is refused.
+    """
+
+    def __init__(self, file, allowed: frozenset):
+        super().__init__(file)
+        self._allowed = allowed
+
+    def find_class(self, module, name):
+        if (module, name) in self._allowed or (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise PickleRefused(f'the stored value names {module}.{name}, which this table does not allow '
+                            f'(add the class to the table\'s allowed=... classes if it is trusted)')
+
+
+class _Pickle(ValueType):
+    """Pickle (protocol 2, as earlier releases wrote); loads only ``allowed`` classes."""
+
+    name = 'Pickle'
+    options = ('allowed',)
+
+    def bind(self, allowed=()):
+        names = frozenset((cls.__module__, cls.__qualname__) for cls in allowed)
+
+        def decode(data):
+            return RestrictedUnpickler(io.BytesIO(data), names).load()
+
+        return (lambda value: pickle.dumps(value, protocol=2)), decode
+
+
+class _FlatBuffers(ValueType):
+    """FlatBuffers: ``build(obj, builder)`` returns the root offset; ``cast(bytes)`` reads it back."""
+
+    name = 'FlatBuffers'
+    options = ('build', 'cast')
+
+    def bind(self, build=None, cast=None):
+        if build is None or cast is None:
+            raise TypeError('a FlatBuffers table needs build=(obj, builder) -> offset and cast=(bytes) -> obj')
+
+        def encode(value):
+            builder = flatbuffers.Builder(0)
+            builder.Finish(build(value, builder))
+            return bytes(builder.Output())
+        return encode, cast
+
+
+VALUE_TYPES = {t.name: t for t in (_String(), _Binary(), _Oid(), _Uuid(), _Json(), _Cbor(), _Pickle(),
+                                   _FlatBuffers())}
