@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
 def _demo(args) -> int:
-    from twisted.internet import defer, task
-
     from ._demo import run_demo
-    from .testing import LocalEtcd
+    from .testing import run_with_etcd
 
-    url = args.url or os.environ.get('ETCD_URL')
-    if url:
-        task.react(lambda reactor: defer.ensureDeferred(run_demo(reactor, url)))
-        return 0
-    server = LocalEtcd()
-    print('starting a private etcd ...', flush=True)
-    server.start()
-    try:
-        print(f'etcd (pid {server.pid}) listens at {server.url}', flush=True)
-        code = 0
-        try:
-            task.react(lambda reactor: defer.ensureDeferred(run_demo(reactor, server.url)))
-        except SystemExit as exit_:
-            code = exit_.code or 0
-        return code
-    finally:
-        server.close()
-        print('private etcd stopped', flush=True)
+    return run_with_etcd(run_demo, args.url, say=lambda text: print(text, flush=True))
 
 
 def main(argv=None) -> int:

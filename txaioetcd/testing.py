@@ -33,7 +33,7 @@ import uuid
 from typing import IO, Any, Sequence
 
 __all__ = ['EtcdNotFound', 'EtcdStartError', 'find_etcd_binary', 'etcd_version',
-           'LocalEtcd', 'EtcdCluster', 'serve']
+           'LocalEtcd', 'EtcdCluster', 'serve', 'run_with_etcd']
 
 
 class EtcdNotFound(RuntimeError):
@@ -552,3 +552,36 @@ def serve(argv: Sequence[str] | None = None) -> int:
         etcd.close()
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+
+
+def run_with_etcd(main, url: str | None = None, say=None) -> int:
+    """Run the coroutine function ``main(reactor, url)`` on the Twisted reactor → exit code (0: done).
+
+    It runs against ``url``, else ``$ETCD_URL``, else a private LocalEtcd started for the run and
+    stopped after it - the frame of the examples and of ``python -m txaioetcd demo``. ``say``
+    (e.g. print) hears about the private etcd.
+    """
+    from twisted.internet import defer, task
+
+    def react(target: str) -> int:
+        try:
+            task.react(lambda reactor: defer.ensureDeferred(main(reactor, target)))
+        except SystemExit as done:
+            return done.code or 0
+        return 0
+
+    url = url or os.environ.get('ETCD_URL')
+    if url:
+        return react(url)
+    etcd = LocalEtcd()
+    if say:
+        say('starting a private etcd ...')
+    etcd.start()
+    try:
+        if say:
+            say(f'etcd (pid {etcd.pid}) listens at {etcd.url}')
+        return react(etcd.url)
+    finally:
+        etcd.close()
+        if say:
+            say('private etcd stopped')

@@ -1,0 +1,35 @@
+"""Every example in examples/ runs against the session etcd and does what it says."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / 'examples'
+
+EXPECTED = {
+    'etcdb/tut1.py': ['etcd 3.', 'member default', 'database revision:'],
+    'etcdb/tut2.py': ["stored User('alice'", "the table has 1 user(s)", 'loading it again gives None'],
+    'etcdb/tut3.py': ['by name "bob": 2 users', 'refused: unique index by_email'],
+    'etcdb/counter.py': ['second commit refused: conflict', '20 workers x 10 increments = 200'],
+}
+
+
+def test_every_example_is_checked():
+    found = {str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob('*.py')
+             if p.name != 'user.py' and 'def main' in p.read_text()}
+    assert found == set(EXPECTED)
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_example_runs(name, etcd):
+    path = EXAMPLES / name
+    env = dict(os.environ, ETCD_URL=etcd.url)
+    for _ in range(2):      # twice: examples must be rerunnable against the same etcd
+        done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120,
+                              cwd=path.parent, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for text in EXPECTED[name]:
+            assert text in done.stdout, (text, done.stdout)
