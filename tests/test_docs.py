@@ -2,7 +2,7 @@
 
 Each document's ```python blocks become the body of one ``async def main(reactor)`` with
 ``ETCD_URL`` set to the session etcd. A block directly followed by a line starting "(not run" is
-skipped (a frame or an illustration).
+skipped (a frame or an illustration). Code keeps its line numbers, so a failure points into the doc.
 """
 
 import pathlib
@@ -17,7 +17,10 @@ _BLOCK = re.compile(r'```python\n(.*?)```\n(\(not run)?', re.S)
 
 
 def _snippets(path):
-    return [code for code, skipped in _BLOCK.findall(path.read_text()) if not skipped]
+    """(first line number, code) of every block that runs."""
+    text = path.read_text()
+    return [(text.count('\n', 0, match.start(1)) + 1, match.group(1))
+            for match in _BLOCK.finditer(text) if not match.group(2)]
 
 
 def _documents():
@@ -27,8 +30,10 @@ def _documents():
 @pytest.mark.parametrize('path', _documents(), ids=lambda p: p.name)
 @pytest_twisted.ensureDeferred
 async def test_doc_snippets_run(path, etcd, reactor):
-    body = '\n'.join(_snippets(path))
-    source = 'async def main(reactor):\n' + textwrap.indent(body, '    ')
+    lines = ['async def main(reactor):']
+    for first, code in _snippets(path):
+        lines += [''] * (first - 1 - len(lines))
+        lines += textwrap.indent(code, '    ').splitlines()
     namespace = {'ETCD_URL': etcd.url}
-    exec(compile(source, str(path), 'exec'), namespace)
+    exec(compile('\n'.join(lines) + '\n', str(path), 'exec'), namespace)
     await namespace['main'](reactor)
