@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..errors import (CommitOutcomeUnknown, Error, Failed, NullIndexValue, OutcomeUnknown,
                       TransactionConflict, TransactionTooLarge, UniqueViolation)
 from ..keyset import KeySet
-from ..ops import CompModified, OpDel, OpGet, OpSet, Transaction
+from ..ops import CompModified, CompVersion, OpDel, OpGet, OpSet, Transaction
 
 __all__ = ('commit',)
 
@@ -39,7 +39,7 @@ async def commit(txn) -> int | None:
         except Failed as failed:
             raise _conflict(txn, checks, failed) from None
         except OutcomeUnknown as unknown:
-            await _settle(txn, checks, unknown)
+            await _settle(txn, ops, unknown)
             raise AssertionError('unreachable')  # _settle always raises
     except BaseException:
         txn.state = 'aborted'
@@ -176,22 +176,20 @@ def _conflict(txn, checks: list, failed: Failed) -> TransactionConflict:
 
 
 def _name(txn, raw: bytes) -> str:
-    owner = txn._owners.get(raw)
-    if owner is not None:
-        table, key = owner
-        return f'{table.name}[{key!r}]'
-    return repr(raw)
+    return txn.describe_key(raw)
 
 
-async def _settle(txn, checks: list, unknown: OutcomeUnknown) -> None:
-    """The commit's answer was lost: fence it off, or report the outcome as unknown. Always raises."""
-    fence = next(((raw, mod) for kind, raw, mod in checks if kind == 'eq' and mod > 0), None)
+async def _settle(txn, ops: dict, unknown: OutcomeUnknown) -> None:
+    """The commit's answer was lost: fence it off, or report the outcome as unknown. Always raises.
+
+    The fence is a touch of a key the commit *writes* and that existed at the snapshot, guarded by
+    the commit's own compare on it: if the commit applied, that key moved and the fence fails; if the
+    fence applies, the key moved and the commit's compare can never hold again.
+    """
+    fence = _fence(txn, ops)
     if fence is not None:
-        raw, mod = fence
-        touch = Transaction(compare=[CompModified(raw, '==', mod)],
-                            success=[OpSet(raw, ignore_value=True, ignore_lease=True)])
         try:
-            await txn._client.submit(touch)
+            await txn._client.submit(fence)
         except Failed:
             pass            # the key moved: our commit, or someone else's - cannot tell
         except Error:
@@ -204,3 +202,17 @@ async def _settle(txn, checks: list, unknown: OutcomeUnknown) -> None:
         f'the commit was sent but its answer was lost ({unknown.reason}), and it could not be '
         f'settled: it may or may not have applied. Read the data back before retrying',
         unknown.request, unknown)
+
+
+def _fence(txn, ops: dict):
+    revision = txn.revision
+    for raw in ops:
+        seen = txn._seen.get(raw)
+        if seen:
+            compare = [CompModified(raw, '==', seen)]
+        elif seen is None and revision is not None:
+            compare = [CompModified(raw, '<', revision + 1), CompVersion(raw, '>', 0)]
+        else:
+            continue        # absent at the snapshot: a touch would create it
+        return Transaction(compare=compare, success=[OpSet(raw, ignore_value=True, ignore_lease=True)])
+    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ..errors import Compacted, ReadOnlyTransaction, TransactionClosed, TransactionConflict
-from ..keyset import KeySet
+from ..keyset import KeySet, prefix_range_end
 from ..ops import OpGet, Transaction
 
 __all__ = ('DbTransaction',)
@@ -49,6 +49,7 @@ class DbTransaction:
         self._writes: dict[bytes, _Write] = {}      # raw key -> pending write
         self._truncated: list[tuple[bytes, bytes]] = []
         self._owners: dict[bytes, tuple] = {}       # raw key -> (table, key), to name conflicts
+        self._range_tables: dict[tuple, object] = {}  # raw range read -> its table, to name keys
 
     def __repr__(self):
         kind = 'write' if self.write else 'read'
@@ -141,13 +142,8 @@ class DbTransaction:
         except TransactionClosed as error:
             return fail(error)
         raw = self._prefix + slot_key
-        pending = self._writes.get(raw)
-        if pending is not None:
-            return succeed(pending.data)
-        if raw in self._values:
-            return succeed(self._values[raw])
-        if self._in_truncated(raw):
-            return succeed(None)
+        if raw in self._writes or raw in self._values or self._in_truncated(raw):
+            return succeed(self._visible(raw))
         self._owners.setdefault(raw, (table, key))
         client = self._client
         d = self._at_snapshot(lambda revision: client.get(raw, revision=revision))
@@ -205,23 +201,44 @@ class DbTransaction:
         self._writes[raw] = _Write(table, key, None, None)
         self._owners.setdefault(raw, (table, key))
 
+    def _raw_range(self, start: bytes, end: bytes) -> tuple[bytes, bytes]:
+        """Slot-relative [start, end) → raw keys under the Database prefix. An end of b'\\0' (no upper
+        bound: the range runs to the last key) becomes the end of the Database's namespace."""
+        if end == b'\0':
+            return self._prefix + start, prefix_range_end(self._prefix)
+        return self._prefix + start, self._prefix + end
+
     def _truncate(self, start: bytes, end: bytes, table) -> None:
         self._check_writable(f'{table.name}.truncate()')
-        start, end = self._prefix + start, self._prefix + end
+        start, end = self._raw_range(start, end)
         for raw in [raw for raw in self._writes if start <= raw < end]:
             del self._writes[raw]
         self._truncated.append((start, end))
+
+    def describe_key(self, raw: bytes) -> str:
+        """A raw key as "table[key]" where this transaction knows its table, else as bytes."""
+        owner = self._owners.get(raw)
+        if owner is not None:
+            table, key = owner
+            return f'{table.name}[{key!r}]'
+        for (start, end), table in self._range_tables.items():
+            if start <= raw < end and hasattr(table, 'decode_key'):
+                try:
+                    return f'{table.name}[{table.decode_key(raw[self._cut:])!r}]'
+                except Exception:  # a foreign key in the table's range: show the bytes
+                    break
+        return repr(raw)
 
     def _in_truncated(self, raw: bytes) -> bool:
         return any(start <= raw < end for start, end in self._truncated)
 
     # -- range reads
 
-    async def _scan(self, start: bytes, end: bytes, limit, reverse: bool, keys_only: bool):
+    async def _scan(self, start: bytes, end: bytes, limit, reverse: bool, keys_only: bool, table):
         """(slot-relative key, value) pairs of [start, end) as this transaction sees them: etcd's
         snapshot merged with pending writes, in key order (or reversed), a page at a time."""
         self._check_open()
-        start, end = self._prefix + start, self._prefix + end
+        start, end = self._raw_range(start, end)
         pending = sorted(raw for raw in self._writes if start <= raw < end)
         if reverse:
             pending.reverse()
@@ -280,7 +297,9 @@ class DbTransaction:
                         return
             complete = True
         finally:
-            self._ranges.append(self._covered(start, end, last, reverse, complete))
+            covered = self._covered(start, end, last, reverse, complete)
+            self._ranges.append(covered)
+            self._range_tables[covered] = table
 
     def _page(self, low, high, reverse, keys_only, limit, emitted) -> Deferred:
         size = _PAGE if not limit else min(_PAGE, limit - emitted + 1)
@@ -297,13 +316,13 @@ class DbTransaction:
             return (start, end) if complete else (start, start)
         return (last, end) if reverse else (start, last + b'\0')
 
-    def _count(self, start: bytes, end: bytes) -> Deferred:
+    def _count(self, start: bytes, end: bytes, table) -> Deferred:
         """Records in [start, end) as this transaction sees them."""
         try:
             self._check_open()
         except TransactionClosed as error:
             return fail(error)
-        raw_start, raw_end = self._prefix + start, self._prefix + end
+        raw_start, raw_end = self._raw_range(start, end)
         touched = any(raw_start <= raw < raw_end for raw in self._writes) or self._truncated
         if not self.write and not touched:
             keyset = KeySet(raw_start, raw_end)
@@ -311,10 +330,10 @@ class DbTransaction:
             d = self._at_snapshot(lambda revision: client.get(keyset, revision=revision, count_only=True))
             return d.addCallback(lambda result: result.count)
         # In a write transaction the keys counted must be compared at commit: scan them.
-        return Deferred.fromCoroutine(self._count_by_scan(start, end))
+        return Deferred.fromCoroutine(self._count_by_scan(start, end, table))
 
-    async def _count_by_scan(self, start, end) -> int:
+    async def _count_by_scan(self, start, end, table) -> int:
         total = 0
-        async for _ in self._scan(start, end, None, False, True):
+        async for _ in self._scan(start, end, None, False, True, table):
             total += 1
         return total

@@ -95,7 +95,7 @@ class Index:
         """Records in index order; bounds are indexed values. Records are fetched a page at a time."""
         start, end = self._bounds(from_value, to_value, prefix)
         page = []
-        async for _, entry in txn._scan(start, end, limit, reverse, False):
+        async for _, entry in txn._scan(start, end, limit, reverse, False, self.map):
             page.append(self.record_key(entry))
             if len(page) >= _PAGE:
                 for item in await self._records(txn, page, return_keys, return_values):
@@ -116,7 +116,7 @@ class Index:
     async def rebuild(self, txn) -> int:
         """Delete every entry, then write one per record (in ``txn``) → number of entries written."""
         start, end = self.map._range()
-        async for slot_key, _ in txn._scan(start, end, None, False, True):
+        async for slot_key, _ in txn._scan(start, end, None, False, True, self.map):
             txn._delete(slot_key, self.map, self.map.decode_key(slot_key))
         written = 0
         async for key, obj in self.table.select(txn):

@@ -147,7 +147,7 @@ class PersistentMap:
                 yield item
             return
         start, end = self._range(from_key, to_key, prefix)
-        async for slot_key, data in txn._scan(start, end, limit, reverse, not return_values):
+        async for slot_key, data in txn._scan(start, end, limit, reverse, not return_values, self):
             key = self.decode_key(slot_key)
             if return_keys and return_values:
                 yield key, self.decode_value(key, data)
@@ -159,11 +159,11 @@ class PersistentMap:
     def count(self, txn, prefix=None) -> Deferred:
         """Number of records (with ``prefix``: whose key starts with it)."""
         start, end = self._range(prefix=prefix) if prefix is not None else self._range()
-        return txn._count(start, end)
+        return txn._count(start, end, self)
 
     def count_range(self, txn, from_key, to_key) -> Deferred:
         """Number of records with ``from_key <= key < to_key``."""
-        return txn._count(*self._range(from_key, to_key))
+        return txn._count(*self._range(from_key, to_key), self)
 
     def truncate(self, txn) -> None:
         """Delete every record of the table (and its index entries) when the transaction commits."""

@@ -72,7 +72,8 @@ class Schema:
 
     async def attach(self, txn) -> list:
         """Record each table in the catalog, or check it against the record (in a write transaction).
-        → the names of the tables newly recorded. Raises SchemaMismatch naming slot and difference."""
+        → the names of the tables newly recorded (or completed, for records of earlier releases).
+        Raises SchemaMismatch naming slot and difference."""
         slots = [catalog_key(table.slot) for table in self.tables.values()]
         stored = await txn._get_many(slots, _CATALOG, slots)
         recorded = []
@@ -83,11 +84,17 @@ class Schema:
                 recorded.append(name)
                 continue
             have = cbor2.loads(data)
-            differences = [f'{field}: catalog has {have.get(field)!r}, this service has {wanted[field]!r}'
-                           for field in _COMPARED if have.get(field) != wanted[field]]
+            # Records of zlmdb / earlier txaioetcd hold only name and slot (plus oid, creator ...):
+            # check what they hold, then complete them with what this service knows.
+            differences = [f'{field}: catalog has {have[field]!r}, this service has {wanted[field]!r}'
+                           for field in _COMPARED if field in have and have[field] != wanted[field]]
             if differences:
                 raise SchemaMismatch(f'slot {table.slot} ({name}) does not match the catalog: '
                                      + '; '.join(differences) + '. Migrate the data or use another slot')
+            if any(field not in have for field in _COMPARED):
+                upgraded = dict(have, **wanted)
+                txn._put(key, _CATALOG, key, upgraded, cbor2.dumps(upgraded))
+                recorded.append(name)
         return recorded
 
 

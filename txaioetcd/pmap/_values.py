@@ -8,6 +8,7 @@ allowed classes) by ``bind``, which returns the encoder and decoder the table us
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 import struct
@@ -84,7 +85,8 @@ class _Uuid(ValueType):
             if not isinstance(value, uuid.UUID):
                 raise TypeError(f'a UUID value is a uuid.UUID, not {type(value).__name__}')
             return value.bytes
-        return encode, lambda data: uuid.UUID(bytes=data)
+        # Earlier releases stored a None UUID as b'': read it back as None.
+        return encode, lambda data: uuid.UUID(bytes=data) if data else None
 
 
 class _Json(ValueType):
@@ -123,7 +125,9 @@ _SAFE_GLOBALS = frozenset({
     ('uuid', 'UUID'), ('decimal', 'Decimal'), ('fractions', 'Fraction'),
     ('datetime', 'datetime'), ('datetime', 'date'), ('datetime', 'time'), ('datetime', 'timedelta'),
     ('datetime', 'timezone'), ('collections', 'OrderedDict'), ('collections', 'deque'),
-    ('copyreg', '_reconstructor'),
+    ('builtins', 'bytes'), ('copyreg', '_reconstructor'),
+    # protocol 2 writes bytes (and the state of dates and times) as a call of _codecs.encode:
+    ('_codecs', 'encode'),
 })
 
 
@@ -139,6 +143,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._allowed = allowed
 
     def find_class(self, module, name):
+        # Protocol 2 names Python 2 modules (__builtin__.set): check the names Python 3 loads.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in self._allowed or (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise PickleRefused(f'the stored value names {module}.{name}, which this table does not allow '
