@@ -6,6 +6,7 @@ special server flags or faults start their own from the same harness.
 
 import os
 import uuid
+from contextlib import ExitStack
 
 import pytest
 
@@ -20,12 +21,8 @@ def etcd():
     if url:
         yield _External(url)
         return
-    server = LocalEtcd()
-    server.start()
-    try:
+    with LocalEtcd() as server:
         yield server
-    finally:
-        server.close()
 
 
 class _External:
@@ -37,12 +34,16 @@ class _External:
 @pytest.fixture(scope='session')
 def cluster():
     """A real 3-member etcd cluster on loopback, shared by the tests that need one."""
-    servers = EtcdCluster(size=3)
-    servers.start()
-    try:
+    with EtcdCluster(size=3) as servers:
         yield servers
-    finally:
-        servers.close()
+
+
+@pytest.fixture(scope='module')
+def etcd_factory():
+    """``etcd_factory(**LocalEtcd_arguments)``: a started etcd of the module's own, for tests that need
+    special server flags; every one it started is closed when the module is done."""
+    with ExitStack() as servers:
+        yield lambda **arguments: servers.enter_context(LocalEtcd(**arguments))
 
 
 @pytest.fixture

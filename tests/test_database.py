@@ -23,7 +23,8 @@ from txaioetcd import Client, Database, KeySet, OpSet, Transaction, pmap
 from txaioetcd.errors import (CommitOutcomeUnknown, NullIndexValue, ReadOnlyTransaction, SchemaMismatch,
                               TooManyOperations, TransactionConflict, TransactionTooLarge,
                               UniqueViolation)
-from txaioetcd.testing import LocalEtcd
+
+from _loopback import connected, split_http_requests
 
 
 # -- helpers
@@ -81,6 +82,27 @@ async def _outcomes(deferreds):
     return [('ok', value) if ok else ('error', value.value) for ok, value in results]
 
 
+async def _tab(client, prefix, *keys, value=1):
+    """A Database under ``prefix`` and a MapStringCbor 'tab' in slot 1, holding ``value`` under each of
+    ``keys`` (written by one transaction)."""
+    db = Database(client, prefix=prefix)
+    tab = pmap.MapStringCbor(1, name='tab')
+    if keys:
+        def setup(txn):
+            for key in keys:
+                tab[txn, key] = value
+        await db.run(setup)
+    return db, tab
+
+
+async def _conflicting_write(tab, txn, key, value):
+    """Writes ``tab[key] = value`` in ``txn`` and commits it, which must fail: the TransactionConflict."""
+    tab[txn, key] = value
+    with pytest.raises(TransactionConflict) as caught:
+        await txn.commit()
+    return caught.value
+
+
 # -- lost updates and bank transfers
 
 @pytest_twisted.ensureDeferred
@@ -119,8 +141,7 @@ async def test_lost_update_twenty_concurrent_incrementers(client, etcd, reactor,
 async def test_bank_transfers_keep_the_total_in_every_snapshot(client, etcd, reactor, prefix):
     accounts = pmap.MapOidOid(1, name='accounts')
     n, total = 20, 20_000
-    reader_client = Client(reactor, url=etcd.url, timeout=10)
-    try:
+    async with connected(reactor, etcd.url, timeout=10) as reader_client:
         db = Database(client, prefix=prefix)
         reader_db = Database(reader_client, prefix=prefix)
 
@@ -182,8 +203,6 @@ async def test_bank_transfers_keep_the_total_in_every_snapshot(client, etcd, rea
               f'{stats["attempts"]} attempts, {stats["snapshots"]} consistent snapshots')
         assert stats['transfers'] > 0 and stats['snapshots'] > 0
         assert stats['attempts'] > stats['transfers'] + stats['refused'], 'transferers never conflicted'
-    finally:
-        await reader_client.close()
 
 
 # -- unique indexes under concurrency
@@ -191,8 +210,7 @@ async def test_bank_transfers_keep_the_total_in_every_snapshot(client, etcd, rea
 @pytest_twisted.ensureDeferred
 async def test_unique_index_race_has_exactly_one_winner(client, etcd, reactor, prefix):
     users, by_email, _ = _users()
-    other = Client(reactor, url=etcd.url, timeout=10)
-    try:
+    async with connected(reactor, etcd.url, timeout=10) as other:
         dbs = [Database(client, prefix=prefix), Database(other, prefix=prefix)]
         email = 'same@example.com'
         oids = [uuid.uuid4() for _ in range(10)]
@@ -216,8 +234,6 @@ async def test_unique_index_race_has_exactly_one_winner(client, etcd, reactor, p
         assert await _table(client, dbs[0], by_email) == {email: winner}
         stored = await _table(client, dbs[0], users)
         assert list(stored) == [winner] and stored[winner]['email'] == email
-    finally:
-        await other.close()
 
 
 # -- index maintenance
@@ -416,8 +432,7 @@ async def test_select_through_an_index(client, prefix):
 @pytest_twisted.ensureDeferred
 async def test_racing_index_updates_conflict_and_leave_no_stale_entry(client, etcd, reactor, prefix):
     users, by_email, _ = _users()
-    other = Client(reactor, url=etcd.url, timeout=10)
-    try:
+    async with connected(reactor, etcd.url, timeout=10) as other:
         db1, db2 = Database(client, prefix=prefix), Database(other, prefix=prefix)
         oid = uuid.uuid4()
 
@@ -464,21 +479,13 @@ async def test_racing_index_updates_conflict_and_leave_no_stale_entry(client, et
         assert all(kind == 'ok' for kind, _ in outcomes), outcomes
         final = (await _table(client, db1, users))[oid]['email']
         assert await _table(client, db1, by_email) == {final: oid}
-    finally:
-        await other.close()
 
 
 # -- isolation: snapshots, phantoms, write-write
 
 @pytest_twisted.ensureDeferred
 async def test_snapshot_reads_are_pinned_and_a_stale_writer_conflicts(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-
-    def setup(txn):
-        for key in ('a', 'b', 'r/1', 'r/3'):
-            tab[txn, key] = 1
-    await db.run(setup)
+    db, tab = await _tab(client, prefix, 'a', 'b', 'r/1', 'r/3')
 
     txn = db.begin(write=True)
     assert await tab[txn, 'a'] == 1
@@ -492,14 +499,12 @@ async def test_snapshot_reads_are_pinned_and_a_stale_writer_conflicts(client, pr
     assert [k async for k in tab.select(txn, prefix='r/', return_values=False)] == ['r/1', 'r/3']
     assert await tab.count(txn, prefix='r/') == 2
     assert txn.revision == pinned
-    tab[txn, 'out'] = 'summary'
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    keys = caught.value.keys
+    conflict = await _conflicting_write(tab, txn, 'out', 'summary')
+    keys = conflict.keys
     assert "tab['a']" in keys and "tab['b']" in keys, keys
     assert any('r/2' in key for key in keys), keys   # the phantom
     assert "tab['r/1']" not in keys and "tab['out']" not in keys
-    assert "tab['a']" in str(caught.value)
+    assert "tab['a']" in str(conflict)
     assert txn.state == 'aborted'
     assert await _raw_value(client, _raw(db, tab, 'out')) is None
 
@@ -517,13 +522,7 @@ async def test_snapshot_reads_are_pinned_and_a_stale_writer_conflicts(client, pr
 
 @pytest_twisted.ensureDeferred
 async def test_phantom_insert_into_a_counted_range_conflicts(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-
-    def setup(txn):
-        for key in ('x/1', 'x/2', 'y/1'):
-            tab[txn, key] = 1
-    await db.run(setup)
+    db, tab = await _tab(client, prefix, 'x/1', 'x/2', 'y/1')
 
     # A write outside the range read does not disturb the transaction.
     txn = db.begin(write=True)
@@ -537,10 +536,8 @@ async def test_phantom_insert_into_a_counted_range_conflicts(client, prefix):
     txn = db.begin(write=True)
     assert await tab.count(txn, prefix='x/') == 2
     await client.set(_raw(db, tab, 'x/3'), tab.encode_value('x/3', 1))
-    tab[txn, 'summary'] = 3
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert any('x/3' in key for key in caught.value.keys), caught.value.keys
+    conflict = await _conflicting_write(tab, txn, 'summary', 3)
+    assert any('x/3' in key for key in conflict.keys), conflict.keys
     assert await _raw_value(client, _raw(db, tab, 'summary')) == tab.encode_value('summary', 2)
 
     # Also with a key range (select from_key/to_key) instead of a prefix.
@@ -548,79 +545,53 @@ async def test_phantom_insert_into_a_counted_range_conflicts(client, prefix):
     assert [k async for k in tab.select(txn, from_key='x/', to_key='x/9', return_values=False)] == \
         ['x/1', 'x/2', 'x/3']
     await client.set(_raw(db, tab, 'x/4'), tab.encode_value('x/4', 1))
-    tab[txn, 'summary'] = 4
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert any('x/4' in key for key in caught.value.keys), caught.value.keys
+    conflict = await _conflicting_write(tab, txn, 'summary', 4)
+    assert any('x/4' in key for key in conflict.keys), conflict.keys
 
 
 @pytest_twisted.ensureDeferred
 async def test_phantom_key_is_named_by_table_and_key(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-    await db.run(lambda txn: tab.__setitem__((txn, 'x/1'), 1))
+    db, tab = await _tab(client, prefix, 'x/1')
     txn = db.begin(write=True)
     assert await tab.count(txn, prefix='x/') == 1
     await client.set(_raw(db, tab, 'x/2'), tab.encode_value('x/2', 1))
-    tab[txn, 'summary'] = 1
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert caught.value.keys == ["tab['x/2']"]
+    conflict = await _conflicting_write(tab, txn, 'summary', 1)
+    assert conflict.keys == ["tab['x/2']"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_deleting_a_key_of_a_selected_range_conflicts(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-
-    def setup(txn):
-        for key in ('x/1', 'x/2', 'x/3'):
-            tab[txn, key] = 1
-    await db.run(setup)
+    db, tab = await _tab(client, prefix, 'x/1', 'x/2', 'x/3')
 
     txn = db.begin(write=True)
     total = sum([v async for v in tab.select(txn, prefix='x/', return_keys=False)])
     assert total == 3
     await client.delete(_raw(db, tab, 'x/2'))
-    tab[txn, 'summary'] = total
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert any('x/2' in key for key in caught.value.keys), caught.value.keys
+    conflict = await _conflicting_write(tab, txn, 'summary', total)
+    assert any('x/2' in key for key in conflict.keys), conflict.keys
     assert await _raw_value(client, _raw(db, tab, 'summary')) is None
 
     # The same with a keys-only count.
     txn = db.begin(write=True)
     assert await tab.count(txn, prefix='x/') == 2
     await client.delete(_raw(db, tab, 'x/3'))
-    tab[txn, 'summary'] = 2
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert any('x/3' in key for key in caught.value.keys), caught.value.keys
+    conflict = await _conflicting_write(tab, txn, 'summary', 2)
+    assert any('x/3' in key for key in conflict.keys), conflict.keys
 
 
 @pytest_twisted.ensureDeferred
 async def test_deleted_key_seen_through_a_range_is_named_by_table_and_key(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-    await db.run(lambda txn: tab.__setitem__((txn, 'x/1'), 1))
+    db, tab = await _tab(client, prefix, 'x/1')
     txn = db.begin(write=True)
     assert [k async for k in tab.select(txn, prefix='x/', return_values=False)] == ['x/1']
     await client.delete(_raw(db, tab, 'x/1'))
-    tab[txn, 'summary'] = 1
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert caught.value.keys == ["tab['x/1']"]
+    conflict = await _conflicting_write(tab, txn, 'summary', 1)
+    assert conflict.keys == ["tab['x/1']"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_reads_see_the_transactions_own_writes(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-
-    def setup(txn):
-        for key in ('x/1', 'x/2', 'x/3'):
-            tab[txn, key] = 1
-    await db.run(setup)
+    db, tab = await _tab(client, prefix, 'x/1', 'x/2', 'x/3')
 
     async with db.begin(write=True) as txn:
         tab[txn, 'x/0'] = 0
@@ -642,31 +613,21 @@ async def test_reads_see_the_transactions_own_writes(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_blind_write_conflicts_with_a_change_after_the_snapshot(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-
-    def setup(txn):
-        tab[txn, 'other'] = 0
-        tab[txn, 'k'] = 0
-    await db.run(setup)
+    db, tab = await _tab(client, prefix, 'other', 'k', value=0)
 
     txn = db.begin(write=True)
     assert await tab[txn, 'other'] == 0          # fixes the snapshot
     await client.set(_raw(db, tab, 'k'), tab.encode_value('k', 99))
-    tab[txn, 'k'] = 1                             # written without reading it
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert caught.value.keys == ["tab['k']"]
+    conflict = await _conflicting_write(tab, txn, 'k', 1)   # written without reading it
+    assert conflict.keys == ["tab['k']"]
     assert await _raw_value(client, _raw(db, tab, 'k')) == tab.encode_value('k', 99)
 
     # A key absent at the snapshot and created meanwhile conflicts as well.
     txn = db.begin(write=True)
     assert await tab[txn, 'other'] == 0
     await client.set(_raw(db, tab, 'new'), tab.encode_value('new', 'theirs'))
-    tab[txn, 'new'] = 'mine'
-    with pytest.raises(TransactionConflict) as caught:
-        await txn.commit()
-    assert caught.value.keys == ["tab['new']"]
+    conflict = await _conflicting_write(tab, txn, 'new', 'mine')
+    assert conflict.keys == ["tab['new']"]
     assert await _raw_value(client, _raw(db, tab, 'new')) == tab.encode_value('new', 'theirs')
 
     # Without a concurrent change, the same blind write commits.
@@ -681,20 +642,14 @@ async def test_blind_write_conflicts_with_a_change_after_the_snapshot(client, pr
 # -- limits
 
 @pytest.fixture(scope='module')
-def small_etcd():
+def small_etcd(etcd_factory):
     """An etcd that accepts at most 16 operations per txn."""
-    server = LocalEtcd(max_txn_ops=16)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    return etcd_factory(max_txn_ops=16)
 
 
 @pytest_twisted.ensureDeferred
 async def test_max_txn_ops_is_refused_before_sending(small_etcd, reactor, prefix):
-    small = Client(reactor, url=small_etcd.url, timeout=10)
-    try:
+    async with connected(reactor, small_etcd.url, timeout=10) as small:
         db = Database(small, prefix=prefix, max_txn_ops=16)
         tab = pmap.MapOidCbor(1, name='tab')
 
@@ -743,8 +698,6 @@ async def test_max_txn_ops_is_refused_before_sending(small_etcd, reactor, prefix
         with pytest.raises(TooManyOperations):
             await small.submit(Transaction(success=[OpSet(prefix + b'raw/%d' % i, b'v') for i in range(17)]))
         assert len(await _all_keys(small, prefix + b'raw/')) == 0
-    finally:
-        await small.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -809,8 +762,7 @@ async def test_128_writes_pass_on_the_default_server_and_129_are_refused(client,
 
 @pytest_twisted.ensureDeferred
 async def test_exception_in_the_block_writes_nothing(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
+    db, tab = await _tab(client, prefix)
     txn = db.begin(write=True)
     with pytest.raises(RuntimeError, match='boom'):
         async with txn:
@@ -834,9 +786,7 @@ async def test_exception_in_the_block_writes_nothing(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_run_gives_up_after_its_retries(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
-    await db.run(lambda txn: tab.__setitem__((txn, 'k'), 0))
+    db, tab = await _tab(client, prefix, 'k', value=0)
     attempts = [0]
 
     async def fn(txn):
@@ -855,8 +805,7 @@ async def test_run_gives_up_after_its_retries(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_run_returns_the_result_of_sync_and_async_functions(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapStringCbor(1, name='tab')
+    db, tab = await _tab(client, prefix)
 
     def sync_fn(txn, value, *, key):
         tab[txn, key] = value
@@ -920,16 +869,13 @@ async def test_schema_mismatch_names_slot_and_difference(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_services_attaching_one_schema_concurrently_all_succeed(client, etcd, reactor, prefix):
-    other = Client(reactor, url=etcd.url, timeout=10)
-    try:
+    async with connected(reactor, etcd.url, timeout=10) as other:
         dbs = [Database(c, prefix=prefix) for c in (client, other, client, other)]
         results = await defer.gatherResults([db.attach(_schema()) for db in dbs])
         assert sorted(results) == [[], [], [], ['users', 'users_by_email']], results
         assert len(await _all_keys(client, prefix)) == 2
         with pytest.raises(SchemaMismatch):
             await dbs[1].attach(_schema(value_class=pmap.MapUuidJson))
-    finally:
-        await other.close()
 
 
 # -- the outcome of a commit whose answer is lost
@@ -971,22 +917,11 @@ class _Front(protocol.Protocol):
             self.queue.append(data)
 
     def dataReceived(self, data):
-        self.buffer += data
-        while not self.closed:
-            head_end = self.buffer.find(b'\r\n\r\n')
-            if head_end < 0:
+        requests, self.buffer = split_http_requests(self.buffer + data)
+        for request in requests:
+            if self.closed:
                 return
-            head = self.buffer[:head_end]
-            length = 0
-            for line in head.split(b'\r\n')[1:]:
-                name, _, value = line.partition(b':')
-                if name.strip().lower() == b'content-length':
-                    length = int(value)
-            end = head_end + 4 + length
-            if len(self.buffer) < end:
-                return
-            request, self.buffer = self.buffer[:end], self.buffer[end:]
-            self._request(head.split(b' ')[1], request[head_end + 4:], request)
+            self._request(request.path, request.body, request.raw)
 
     def _request(self, path, body, request):
         proxy = self.proxy

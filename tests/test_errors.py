@@ -11,8 +11,10 @@ import subprocess
 import pytest
 import pytest_twisted
 
-from txaioetcd import Client, KeySet, OpGet, OpSet, Transaction, errors
-from txaioetcd.testing import LocalEtcd, find_etcd_binary
+from txaioetcd import KeySet, OpGet, OpSet, Transaction, errors
+from txaioetcd.testing import find_etcd_binary
+
+from _loopback import connected
 
 _LEASE_THAT_DOES_NOT_EXIST = 0x7eadbeef12345
 
@@ -50,19 +52,13 @@ async def test_txn_over_default_max_txn_ops_is_too_many_operations(client, prefi
 
 
 @pytest.fixture(scope='module')
-def etcd_max_4_ops():
-    server = LocalEtcd(max_txn_ops=4)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+def etcd_max_4_ops(etcd_factory):
+    return etcd_factory(max_txn_ops=4)
 
 
 @pytest_twisted.ensureDeferred
 async def test_server_with_max_txn_ops_4_refuses_5(reactor, etcd_max_4_ops, prefix):
-    client = Client(reactor, url=etcd_max_4_ops.url, timeout=5)
-    try:
+    async with connected(reactor, etcd_max_4_ops.url) as client:
         txn = Transaction(success=[OpSet(prefix + b'%d' % i, b'v') for i in range(4)] + [OpGet(prefix + b'0')])
         with pytest.raises(errors.TooManyOperations) as caught:
             await client.submit(txn)
@@ -74,8 +70,6 @@ async def test_server_with_max_txn_ops_4_refuses_5(reactor, etcd_max_4_ops, pref
         four = await client.submit(_many_puts(prefix, 4))
         assert len(four.responses) == 4
         assert await client.count(KeySet(prefix, prefix=True)) == 4
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -107,26 +101,18 @@ async def test_value_over_max_request_bytes_is_request_too_large(client, prefix)
 
 
 @pytest.fixture(scope='module')
-def etcd_small_requests():
-    server = LocalEtcd(max_request_bytes=64 * 1024)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+def etcd_small_requests(etcd_factory):
+    return etcd_factory(max_request_bytes=64 * 1024)
 
 
 @pytest_twisted.ensureDeferred
 async def test_server_max_request_bytes_is_honoured(reactor, etcd_small_requests, prefix):
-    client = Client(reactor, url=etcd_small_requests.url, timeout=5)
-    try:
+    async with connected(reactor, etcd_small_requests.url) as client:
         await client.set(prefix + b'small', b'x' * (32 * 1024))
         with pytest.raises(errors.RequestTooLarge) as caught:
             await client.set(prefix + b'large', b'x' * (100 * 1024))
         _starts_with_request(caught.value, f'set of key {prefix + b"large"!r}')
         assert 'too large' in caught.value.server_message
-    finally:
-        await client.close()
 
 
 # -- revisions
@@ -262,11 +248,10 @@ def _etcdctl():
 
 
 @pytest.fixture(scope='module')
-def auth_etcd():
+def auth_etcd(etcd_factory):
     """A dedicated etcd with auth enabled: root/rootpw, and reader/readerpw who may read data/."""
     etcdctl = _etcdctl()
-    server = LocalEtcd()
-    server.start()
+    server = etcd_factory()
     env = {key: value for key, value in os.environ.items() if not key.startswith('ETCDCTL')}
 
     def ctl(*args):
@@ -276,17 +261,14 @@ def auth_etcd():
         assert done.returncode == 0, f'etcdctl {" ".join(args)}: {done.stdout} {done.stderr}'
         return done.stdout
 
-    try:
-        ctl('user', 'add', 'root:rootpw')
-        ctl('role', 'add', 'reader')
-        ctl('role', 'grant-permission', 'reader', 'read', 'data/', '--prefix=true')
-        ctl('user', 'add', 'reader:readerpw')
-        ctl('user', 'grant-role', 'reader', 'reader')
-        assert 'Authentication Enabled' in ctl('auth', 'enable')
-        ctl('--user', 'root:rootpw', 'put', 'data/x', 'hello')
-        yield server
-    finally:
-        server.close()
+    ctl('user', 'add', 'root:rootpw')
+    ctl('role', 'add', 'reader')
+    ctl('role', 'grant-permission', 'reader', 'read', 'data/', '--prefix=true')
+    ctl('user', 'add', 'reader:readerpw')
+    ctl('user', 'grant-role', 'reader', 'reader')
+    assert 'Authentication Enabled' in ctl('auth', 'enable')
+    ctl('--user', 'root:rootpw', 'put', 'data/x', 'hello')
+    return server
 
 
 async def _authenticate(client, name, password):
@@ -297,8 +279,7 @@ async def _authenticate(client, name, password):
 
 @pytest_twisted.ensureDeferred
 async def test_wrong_password_is_auth_failed(reactor, auth_etcd):
-    client = Client(reactor, url=auth_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, auth_etcd.url) as client:
         with pytest.raises(errors.AuthFailed) as caught:
             await _authenticate(client, 'reader', 'wrong')
         error = caught.value
@@ -309,14 +290,11 @@ async def test_wrong_password_is_auth_failed(reactor, auth_etcd):
         # An unknown user gets the very same answer (etcd does not tell which part was wrong).
         with pytest.raises(errors.AuthFailed):
             await _authenticate(client, 'nobody', 'readerpw')
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_reader_token_allows_reads_and_refuses_writes(reactor, auth_etcd):
-    client = Client(reactor, url=auth_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, auth_etcd.url) as client:
         token = await _authenticate(client, 'reader', 'readerpw')
         assert isinstance(token, str) and token
         client._transport.set_token(token)
@@ -337,15 +315,12 @@ async def test_reader_token_allows_reads_and_refuses_writes(reactor, auth_etcd):
         _starts_with_request(caught.value, "get of key b'other/key'")
 
         assert (await client.get(b'data/x')).kvs[0].value == b'hello'
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_request_without_token_is_unauthenticated(reactor, auth_etcd):
     """etcd 3.5 answers a request without a token with code 3 'etcdserver: user name is empty'."""
-    client = Client(reactor, url=auth_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, auth_etcd.url) as client:
         with pytest.raises(errors.Unauthenticated) as caught:
             await client.get(b'data/x')
         error = caught.value
@@ -355,14 +330,11 @@ async def test_request_without_token_is_unauthenticated(reactor, auth_etcd):
         assert 'authenticate again' in str(error)
         with pytest.raises(errors.Unauthenticated):
             await client.set(b'data/y', b'v')
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_invalid_token_is_unauthenticated(reactor, auth_etcd):
-    client = Client(reactor, url=auth_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, auth_etcd.url) as client:
         # A simple token is '<random>.<raft index>'; index 1 is long applied.
         client._transport.set_token('NotARealToken.1')
         with pytest.raises(errors.Unauthenticated) as caught:
@@ -371,8 +343,6 @@ async def test_invalid_token_is_unauthenticated(reactor, auth_etcd):
         _starts_with_request(error, "get of key b'data/x'")
         assert error.code == 16
         assert error.server_message == 'etcdserver: invalid auth token'
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -380,8 +350,7 @@ async def test_token_with_future_index_hangs_until_the_timeout(reactor, auth_etc
     """etcd holds a request whose simple token names a raft index it has not applied yet until it has
     (it waits for its apply loop to catch up), so a token from another cluster or an older data dir can
     make calls hang: only the client's deadline ends them."""
-    client = Client(reactor, url=auth_etcd.url, timeout=1)
-    try:
+    async with connected(reactor, auth_etcd.url, timeout=1) as client:
         client._transport.set_token('NotARealToken.999999999')
         started = reactor.seconds()
         with pytest.raises(errors.Timeout) as caught:
@@ -389,14 +358,11 @@ async def test_token_with_future_index_hangs_until_the_timeout(reactor, auth_etc
         assert 0.9 <= reactor.seconds() - started < 3
         _starts_with_request(caught.value, "get of key b'data/x'")
         assert 'within 1 s' in str(caught.value)
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_root_token_may_write(reactor, auth_etcd):
-    client = Client(reactor, url=auth_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, auth_etcd.url) as client:
         client._transport.set_token(await _authenticate(client, 'root', 'rootpw'))
         written = await client.set(b'data/by-root', b'v')
         assert (await client.get(b'data/by-root')).kvs[0].mod_revision == written.revision
@@ -404,5 +370,3 @@ async def test_root_token_may_write(reactor, auth_etcd):
         client._transport.set_token(None)
         with pytest.raises(errors.Unauthenticated):
             await client.get(b'data/by-root')
-    finally:
-        await client.close()

@@ -18,7 +18,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from txaioetcd import Client, CompValue, KeySet, OpGet, OpSet, Success, Transaction, errors
+from txaioetcd import CompValue, KeySet, OpGet, OpSet, Success, Transaction, errors
+
+from _loopback import connected
 
 _GO_NOT_FOUND = b'404 page not found\n'
 
@@ -138,8 +140,7 @@ def dead_proxy(reactor, etcd):
 
 @pytest_twisted.ensureDeferred
 async def test_v3beta_server_is_detected_and_used(reactor, proxy, prefix):
-    client = Client(reactor, url=proxy.url, timeout=5)
-    try:
+    async with connected(reactor, proxy.url) as client:
         written = await client.set(prefix + b'a', b'one')
         assert written.revision > 0
         got = await client.get(prefix + b'a')
@@ -154,8 +155,6 @@ async def test_v3beta_server_is_detected_and_used(reactor, proxy, prefix):
 
         deleted = await client.delete(KeySet(prefix, prefix=True))
         assert deleted.deleted == 2
-    finally:
-        await client.close()
 
     # One probe under /v3 (answered 404 and so not processed), everything else under /v3beta.
     assert proxy.paths == ['/v3/kv/put', '/v3beta/kv/put', '/v3beta/kv/range', '/v3beta/kv/txn',
@@ -165,25 +164,19 @@ async def test_v3beta_server_is_detected_and_used(reactor, proxy, prefix):
 @pytest_twisted.ensureDeferred
 async def test_prefix_probe_of_a_write_applies_it_exactly_once(reactor, proxy, prefix):
     """The /v3 probe of a put is answered 404 and retried under /v3beta: the key has version 1."""
-    client = Client(reactor, url=proxy.url, timeout=5)
-    try:
+    async with connected(reactor, proxy.url) as client:
         await client.set(prefix + b'k', b'v')
         got = await client.get(prefix + b'k')
         assert got.kvs[0].version == 1
         assert got.kvs[0].create_revision == got.kvs[0].mod_revision
-    finally:
-        await client.close()
     assert proxy.paths == ['/v3/kv/put', '/v3beta/kv/put', '/v3beta/kv/range']
 
 
 @pytest_twisted.ensureDeferred
 async def test_server_without_any_gateway_prefix_is_a_protocol_error(reactor, dead_proxy, prefix):
-    client = Client(reactor, url=dead_proxy.url, timeout=5)
-    try:
+    async with connected(reactor, dead_proxy.url) as client:
         with pytest.raises(errors.ProtocolError) as caught:
             await client.get(prefix + b'k')
-    finally:
-        await client.close()
     error = caught.value
     assert error.request == f'get of key {prefix + b"k"!r}'
     assert str(error).startswith(f'get of key {prefix + b"k"!r}: ')
@@ -212,8 +205,7 @@ async def test_unknown_route_after_prefix_confirmed_is_unsupported(client):
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_route_behind_v3beta_is_unsupported(reactor, proxy):
-    client = Client(reactor, url=proxy.url, timeout=5)
-    try:
+    async with connected(reactor, proxy.url) as client:
         status = await client.status()
         assert status.version
         with pytest.raises(errors.Unsupported) as caught:
@@ -221,8 +213,6 @@ async def test_unknown_route_behind_v3beta_is_unsupported(reactor, proxy):
         assert caught.value.request == 'hash_kv at revision 7'
         assert '/v3beta/maintenance/hashkv' in str(caught.value)
         assert (await client.status()).header.cluster_id == status.header.cluster_id
-    finally:
-        await client.close()
     assert proxy.paths == ['/v3/maintenance/status', '/v3beta/maintenance/status',
                            '/v3beta/maintenance/hashkv', '/v3beta/maintenance/status']
 
@@ -230,16 +220,13 @@ async def test_unknown_route_behind_v3beta_is_unsupported(reactor, proxy):
 @pytest_twisted.ensureDeferred
 async def test_concurrent_first_calls_agree_on_the_prefix(reactor, proxy, prefix):
     """Several calls in flight before the prefix is known must all end up under /v3beta."""
-    client = Client(reactor, url=proxy.url, timeout=5)
-    try:
+    async with connected(reactor, proxy.url) as client:
         results = await defer.DeferredList([defer.ensureDeferred(_get(client, prefix + b'%d' % i))
                                             for i in range(4)], consumeErrors=True)
         outcomes = [value if ok else f'{value.type.__name__}: {value.getErrorMessage()}'
                     for ok, value in results]
         assert outcomes == [0, 0, 0, 0]
         assert (await client.get(prefix + b'x')).count == 0
-    finally:
-        await client.close()
 
 
 async def _get(client, key):
@@ -248,13 +235,10 @@ async def _get(client, key):
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_route_as_first_call_leaves_the_client_usable(reactor, etcd, prefix):
-    client = Client(reactor, url=etcd.url, timeout=5)
-    try:
+    async with connected(reactor, etcd.url) as client:
         with pytest.raises(errors.Error) as caught:
             await client.hash_kv()
         assert caught.value.request == 'hash_kv at revision 0'
         assert isinstance(caught.value, errors.Unsupported), repr(caught.value)
         await client.set(prefix + b'k', b'v')
         assert (await client.get(prefix + b'k')).kvs[0].value == b'v'
-    finally:
-        await client.close()

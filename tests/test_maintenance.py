@@ -14,16 +14,13 @@ from txaioetcd import Alarm, Client, KeySet, errors
 from txaioetcd.results import Hash, Header, Member, Status
 from txaioetcd.testing import LocalEtcd
 
+from _loopback import connected
+
 
 @pytest.fixture(scope='module')
-def quiet_etcd():
+def quiet_etcd(etcd_factory):
     """A dedicated etcd nobody else writes to (no leases of other tests expiring in it)."""
-    server = LocalEtcd()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    return etcd_factory()
 
 
 @pytest_twisted.ensureDeferred
@@ -61,8 +58,7 @@ async def test_members_of_a_single_member_cluster(client, etcd):
 
 @pytest_twisted.ensureDeferred
 async def test_hash_is_stable_without_writes_and_moves_with_them(reactor, quiet_etcd):
-    client = Client(reactor, url=quiet_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, quiet_etcd.url) as client:
         first = await client.hash()
         second = await client.hash()
         assert isinstance(first, Hash)
@@ -75,14 +71,11 @@ async def test_hash_is_stable_without_writes_and_moves_with_them(reactor, quiet_
         assert third.header.revision == written.revision
         assert third.hash != first.hash
         assert (await client.hash()).hash == third.hash
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_defragment(reactor, quiet_etcd):
-    client = Client(reactor, url=quiet_etcd.url, timeout=5)
-    try:
+    async with connected(reactor, quiet_etcd.url) as client:
         for i in range(20):
             await client.set(b'defrag/%d' % i, b'x' * 4096)
         deleted = await client.delete(KeySet(b'defrag/', prefix=True))
@@ -95,8 +88,6 @@ async def test_defragment(reactor, quiet_etcd):
         assert after.header.revision == before.header.revision
         # The member answers as before.
         assert (await client.count(KeySet(b'defrag/', prefix=True))) == 0
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -142,23 +133,28 @@ _VALUE = b'x' * (64 * 1024)
 _MAX_PUTS = 200            # 12.5 MiB at most; etcd raises NOSPACE after a few MiB at the latest
 
 
+@pytest.fixture
+def tiny_quota_etcd():
+    """A dedicated etcd with a tiny backend quota, for one test (it ends up with the NOSPACE alarm)."""
+    with LocalEtcd(extra_args=['--quota-backend-bytes', str(_QUOTA)]) as server:
+        yield server
+
+
+async def _fill_until_nospace(client):
+    """Puts 64 KiB values until etcd refuses one: (how many it stored before, the NoSpace error)."""
+    for stored in range(_MAX_PUTS):
+        try:
+            await client.set(b'fill/%04d' % stored, _VALUE)
+        except errors.NoSpace as error:
+            return stored, error
+    pytest.fail(f'{_MAX_PUTS} puts of 64 KiB fitted a {_QUOTA} byte quota')
+
+
 @pytest_twisted.ensureDeferred
-async def test_nospace_alarm_raised_listed_and_disarmed(reactor):
-    server = LocalEtcd(extra_args=['--quota-backend-bytes', str(_QUOTA)])
-    server.start()
-    client = Client(reactor, url=server.url, timeout=5)
-    try:
+async def test_nospace_alarm_raised_listed_and_disarmed(reactor, tiny_quota_etcd):
+    async with connected(reactor, tiny_quota_etcd.url) as client:
         started = time.monotonic()
-        refused = None
-        stored = 0
-        for i in range(_MAX_PUTS):
-            try:
-                await client.set(b'fill/%04d' % i, _VALUE)
-            except errors.NoSpace as error:
-                refused = error
-                break
-            stored += 1
-        assert refused is not None, f'{_MAX_PUTS} puts of 64 KiB fitted a {_QUOTA} byte quota'
+        stored, refused = await _fill_until_nospace(client)
         assert time.monotonic() - started < 30
         # etcd checks the quota against the backend's size as of its last commit, so a burst of puts
         # overshoots the quota before it is noticed; but it is noticed.
@@ -196,32 +192,17 @@ async def test_nospace_alarm_raised_listed_and_disarmed(reactor):
 
         written = await client.set(b'small', b'v')
         assert (await client.get(b'small')).kvs[0].mod_revision == written.revision
-    finally:
-        await client.close()
-        server.close()
 
 
 @pytest_twisted.ensureDeferred
-async def test_disarm_without_freeing_space_does_not_help(reactor):
+async def test_disarm_without_freeing_space_does_not_help(reactor, tiny_quota_etcd):
     """Observed: disarming NOSPACE while the backend is still over quota does not let writes in: the
     next put is refused at once and the alarm is raised again."""
-    server = LocalEtcd(extra_args=['--quota-backend-bytes', str(_QUOTA)])
-    server.start()
-    client = Client(reactor, url=server.url, timeout=5)
-    try:
-        for i in range(_MAX_PUTS):
-            try:
-                await client.set(b'fill/%04d' % i, _VALUE)
-            except errors.NoSpace:
-                break
-        else:
-            pytest.fail(f'{_MAX_PUTS} puts of 64 KiB fitted a {_QUOTA} byte quota')
+    async with connected(reactor, tiny_quota_etcd.url) as client:
+        await _fill_until_nospace(client)
         alarms = await client.alarms()
         assert [a.alarm for a in alarms] == ['NOSPACE']
         await client.disarm(alarms[0])
         with pytest.raises(errors.NoSpace):
             await client.set(b'after-disarm', _VALUE)
         assert [a.alarm for a in await client.alarms()] == ['NOSPACE']
-    finally:
-        await client.close()
-        server.close()

@@ -15,7 +15,7 @@ import pytest
 import pytest_twisted
 
 from txaioetcd import Database, KeySet, pmap
-from txaioetcd.errors import SchemaMismatch, ValueDecodeError
+from txaioetcd.errors import SchemaMismatch
 
 U1 = uuid.UUID('12345678-9abc-def0-1234-56789abcdef0')
 U2 = uuid.UUID('fedcba98-7654-3210-fedc-ba9876543210')

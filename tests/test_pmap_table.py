@@ -35,6 +35,14 @@ async def _fill(db, tab, items, batch=100):
                 tab[txn, key] = value
 
 
+async def _oid_table(client, prefix, slot_no, rows=()):
+    """A Database under ``prefix`` and a MapOidString in ``slot_no`` holding ``rows`` (key, value pairs)."""
+    db = Database(client, prefix=prefix)
+    tab = pmap.MapOidString(slot_no)
+    await _fill(db, tab, rows)
+    return db, tab
+
+
 # -- point access
 
 @pytest_twisted.ensureDeferred
@@ -89,9 +97,7 @@ async def test_tables_in_different_slots_and_prefixes_are_apart(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_select_ranges_limits_order_and_return_combos(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(3)
-    await _fill(db, tab, [(n, f'v{n}') for n in range(20)])
+    db, tab = await _oid_table(client, prefix, 3, [(n, f'v{n}') for n in range(20)])
     async with db.begin() as txn:
         everything = await _collect(tab.select(txn))
         assert everything == [(n, f'v{n}') for n in range(20)]
@@ -280,10 +286,7 @@ async def test_truncate_removes_table_and_index_entries(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_read_after_truncate_of_a_key_read_before(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(13)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'one'
+    db, tab = await _oid_table(client, prefix, 13, [(1, 'one')])
     async with db.begin(write=True) as txn:
         assert await tab[txn, 1] == 'one'
         tab.truncate(txn)
@@ -295,10 +298,7 @@ async def test_read_after_truncate_of_a_key_read_before(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_point_read_after_select_after_truncate(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(23)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'one'
+    db, tab = await _oid_table(client, prefix, 23, [(1, 'one')])
     async with db.begin(write=True) as txn:
         tab.truncate(txn)
         assert await _collect(tab.select(txn)) == []
@@ -354,10 +354,7 @@ async def test_pending_writes_are_visible_before_commit(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_writes_after_reads_of_the_same_key(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(15)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'one'
+    db, tab = await _oid_table(client, prefix, 15, [(1, 'one')])
     async with db.begin(write=True) as txn:
         assert await tab[txn, 1] == 'one'
         assert await tab[txn, 2] is None
@@ -374,8 +371,7 @@ async def test_writes_after_reads_of_the_same_key(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_read_only_transaction_refuses_writes(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(16)
+    db, tab = await _oid_table(client, prefix, 16)
     async with db.begin() as txn:
         with pytest.raises(ReadOnlyTransaction):
             tab[txn, 1] = 'x'
@@ -390,10 +386,7 @@ async def test_read_only_transaction_refuses_writes(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_read_only_database(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(17)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'one'
+    db, tab = await _oid_table(client, prefix, 17, [(1, 'one')])
     readonly = Database(client, prefix=prefix, readonly=True)
     with pytest.raises(ReadOnlyTransaction):
         readonly.begin(write=True)
@@ -410,10 +403,7 @@ class Boom(Exception):
 
 @pytest_twisted.ensureDeferred
 async def test_exception_in_block_writes_nothing(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(18)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'kept'
+    db, tab = await _oid_table(client, prefix, 18, [(1, 'kept')])
     with pytest.raises(Boom):
         async with db.begin(write=True) as txn:
             tab[txn, 1] = 'changed'
@@ -429,8 +419,7 @@ async def test_exception_in_block_writes_nothing(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_use_after_commit_or_abort_is_refused(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(19)
+    db, tab = await _oid_table(client, prefix, 19)
     async with db.begin(write=True) as txn:
         tab[txn, 1] = 'one'
     assert txn.state == 'committed'
@@ -471,10 +460,7 @@ async def test_use_after_commit_or_abort_is_refused(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_snapshot_revision_fixed_by_first_read(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(20)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'before'
+    db, tab = await _oid_table(client, prefix, 20, [(1, 'before')])
     current = await db.status()
     txn = db.begin()
     assert txn.revision is None
@@ -501,11 +487,7 @@ async def test_snapshot_revision_fixed_by_first_read(client, prefix):
 @pytest_twisted.ensureDeferred
 async def test_concurrent_first_reads_share_one_revision(client, prefix):
     from twisted.internet.defer import gatherResults
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(21)
-    async with db.begin(write=True) as txn:
-        for i in range(5):
-            tab[txn, i] = str(i)
+    db, tab = await _oid_table(client, prefix, 21, [(i, str(i)) for i in range(5)])
     txn = db.begin()
     values = await gatherResults([tab[txn, i] for i in range(5)])
     assert values == ['0', '1', '2', '3', '4']
@@ -516,8 +498,7 @@ async def test_concurrent_first_reads_share_one_revision(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_committed_revision(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(22)
+    db, tab = await _oid_table(client, prefix, 22)
     txn = db.begin(write=True)
     assert txn.committed_revision is None
     tab[txn, 1] = 'one'
@@ -537,11 +518,7 @@ async def test_committed_revision(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_last_slot_under_a_prefix(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(65535)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'one'
-        tab[txn, 2] = 'two'
+    db, tab = await _oid_table(client, prefix, 65535, [(1, 'one'), (2, 'two')])
     async with db.begin() as txn:
         assert await tab[txn, 1] == 'one'
         assert await _collect(tab.select(txn)) == [(1, 'one'), (2, 'two')]
@@ -553,10 +530,7 @@ async def test_last_slot_under_a_prefix(client, prefix):
 
 @pytest_twisted.ensureDeferred
 async def test_last_slot_point_access_under_a_prefix(client, prefix):
-    db = Database(client, prefix=prefix)
-    tab = pmap.MapOidString(65535)
-    async with db.begin(write=True) as txn:
-        tab[txn, 1] = 'one'
+    db, tab = await _oid_table(client, prefix, 65535, [(1, 'one')])
     async with db.begin() as txn:
         assert await tab[txn, 1] == 'one'
     assert await _raw(client, prefix, 65535) == {b'\xff\xff' + struct.pack('>Q', 1): b'one'}

@@ -16,6 +16,8 @@ from twisted.internet.protocol import Factory, Protocol
 
 from txaioetcd import Client, OpSet, Transaction, errors
 
+from _loopback import connected, split_http_requests
+
 
 class _Recorder(Protocol):
     """Accepts a connection and keeps whatever arrives; ``answer`` decides what to do with a request."""
@@ -26,22 +28,9 @@ class _Recorder(Protocol):
         self.lost = False
 
     def dataReceived(self, data):
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b'\r\n\r\n')
-            if head_end < 0:
-                return
-            head = self.buffer[:head_end]
-            length = 0
-            for line in head.split(b'\r\n')[1:]:
-                name, _, value = line.partition(b':')
-                if name.strip().lower() == b'content-length':
-                    length = int(value)
-            end = head_end + 4 + length
-            if len(self.buffer) < end:
-                return
-            request, self.buffer = self.buffer[:end], self.buffer[end:]
-            self.factory.requests.append(request.split(b'\r\n', 1)[0].decode('ascii'))
+        requests, self.buffer = split_http_requests(self.buffer + data)
+        for request in requests:
+            self.factory.requests.append(request.request_line)
             self.factory.arrived()
             self.answer()
 
@@ -113,14 +102,18 @@ def hangup_server(reactor):
     server.stop()
 
 
-@pytest.fixture
-def dead_url():
+def _dead_url():
     """The URL of a loopback port nothing listens on (bound, then closed)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(('127.0.0.1', 0))
     port = sock.getsockname()[1]
     sock.close()
     return f'http://127.0.0.1:{port}'
+
+
+@pytest.fixture
+def dead_url():
+    return _dead_url()
 
 
 def _within(deadline, func):
@@ -140,14 +133,11 @@ def _txaioetcd_timers(reactor):
 
 @pytest_twisted.ensureDeferred
 async def test_get_against_silent_server_times_out(reactor, hang_server):
-    client = Client(reactor, url=hang_server.url, timeout=30)
-    try:
+    async with connected(reactor, hang_server.url, timeout=30) as client:
         started = time.monotonic()
         with pytest.raises(errors.Timeout) as caught:
             await _within(10, lambda: client.get(b'some/key', timeout=0.5))
         elapsed = time.monotonic() - started
-    finally:
-        await client.close()
     assert 0.45 <= elapsed < 2.0
     error = caught.value
     assert isinstance(error, errors.TransportError)
@@ -158,14 +148,11 @@ async def test_get_against_silent_server_times_out(reactor, hang_server):
 
 @pytest_twisted.ensureDeferred
 async def test_set_against_silent_server_is_outcome_unknown(reactor, hang_server):
-    client = Client(reactor, url=hang_server.url, timeout=30)
-    try:
+    async with connected(reactor, hang_server.url, timeout=30) as client:
         started = time.monotonic()
         with pytest.raises(errors.OutcomeUnknown) as caught:
             await _within(10, lambda: client.set(b'some/key', b'v', timeout=0.5))
         elapsed = time.monotonic() - started
-    finally:
-        await client.close()
     assert 0.45 <= elapsed < 2.0
     error = caught.value
     assert error.request == "set of key b'some/key'"
@@ -180,8 +167,7 @@ async def test_set_against_silent_server_is_outcome_unknown(reactor, hang_server
 @pytest_twisted.ensureDeferred
 async def test_deadline_drops_the_connection(reactor, hang_server):
     """A request whose deadline passed is abandoned: its connection is closed, not left hanging."""
-    client = Client(reactor, url=hang_server.url, timeout=30)
-    try:
+    async with connected(reactor, hang_server.url, timeout=30) as client:
         before = _txaioetcd_timers(reactor)
         gone = hang_server.connection_gone()
         with pytest.raises(errors.Timeout):
@@ -189,22 +175,17 @@ async def test_deadline_drops_the_connection(reactor, hang_server):
         await _within(2, lambda: gone)
         assert [c.lost for c in hang_server.connections] == [True]
         assert _txaioetcd_timers(reactor) == before
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_default_timeout_of_the_client_applies(reactor, hang_server):
-    client = Client(reactor, url=hang_server.url, timeout=0.4)
-    try:
+    async with connected(reactor, hang_server.url, timeout=0.4) as client:
         started = time.monotonic()
         with pytest.raises(errors.Timeout) as caught:
             await _within(10, lambda: client.status())
         assert 0.35 <= time.monotonic() - started < 2.0
         assert caught.value.request == 'status'
         assert 'within 0.4 s' in str(caught.value)
-    finally:
-        await client.close()
 
 
 # -- (b) nobody listening
@@ -212,8 +193,7 @@ async def test_default_timeout_of_the_client_applies(reactor, hang_server):
 
 @pytest_twisted.ensureDeferred
 async def test_closed_port_is_connection_failed_fast(reactor, dead_url):
-    client = Client(reactor, url=dead_url, timeout=5)
-    try:
+    async with connected(reactor, dead_url) as client:
         before = _txaioetcd_timers(reactor)
         started = time.monotonic()
         with pytest.raises(errors.ConnectionFailed) as caught:
@@ -232,24 +212,14 @@ async def test_closed_port_is_connection_failed_fast(reactor, dead_url):
         assert not isinstance(caught.value, errors.OutcomeUnknown)
         assert caught.value.request == "set of key b'k'"
         assert _txaioetcd_timers(reactor) == before
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_every_endpoint_closed_names_them_all(reactor):
-    urls = []
-    for _ in range(2):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(('127.0.0.1', 0))
-        urls.append(f'http://127.0.0.1:{sock.getsockname()[1]}')
-        sock.close()
-    client = Client(reactor, endpoints=urls, timeout=5)
-    try:
+    urls = [_dead_url() for _ in range(2)]
+    async with connected(reactor, endpoints=urls) as client:
         with pytest.raises(errors.ConnectionFailed) as caught:
             await _within(10, lambda: client.get(b'k'))
-    finally:
-        await client.close()
     message = str(caught.value)
     assert caught.value.request == "get of key b'k'"
     assert message.startswith("get of key b'k': no endpoint could be reached")
@@ -261,14 +231,11 @@ async def test_every_endpoint_closed_names_them_all(reactor):
 
 @pytest_twisted.ensureDeferred
 async def test_get_when_server_hangs_up_is_connection_lost(reactor, hangup_server):
-    client = Client(reactor, url=hangup_server.url, timeout=5)
-    try:
+    async with connected(reactor, hangup_server.url) as client:
         started = time.monotonic()
         with pytest.raises(errors.ConnectionLost) as caught:
             await _within(10, lambda: client.get(b'k'))
         assert time.monotonic() - started < 2.0
-    finally:
-        await client.close()
     error = caught.value
     assert error.request == "get of key b'k'"
     assert str(error).startswith(f"get of key b'k': connection to {hangup_server.url} lost")
@@ -277,15 +244,12 @@ async def test_get_when_server_hangs_up_is_connection_lost(reactor, hangup_serve
 
 @pytest_twisted.ensureDeferred
 async def test_set_when_server_hangs_up_is_outcome_unknown(reactor, hangup_server):
-    client = Client(reactor, url=hangup_server.url, timeout=5)
-    try:
+    async with connected(reactor, hangup_server.url) as client:
         with pytest.raises(errors.OutcomeUnknown) as caught:
             await _within(10, lambda: client.set(b'k', b'v'))
         # A transaction with a write is just as ambiguous.
         with pytest.raises(errors.OutcomeUnknown) as caught_txn:
             await _within(10, lambda: client.submit(Transaction(success=[OpSet(b'k', b'v')])))
-    finally:
-        await client.close()
     error = caught.value
     assert error.request == "set of key b'k'"
     assert str(error).startswith(f"set of key b'k': connection to {hangup_server.url} lost after the "
@@ -301,8 +265,7 @@ async def test_set_when_server_hangs_up_is_outcome_unknown(reactor, hangup_serve
 
 @pytest_twisted.ensureDeferred
 async def test_failover_past_a_dead_endpoint(reactor, etcd, dead_url, prefix):
-    client = Client(reactor, endpoints=[dead_url, etcd.url], timeout=5)
-    try:
+    async with connected(reactor, endpoints=[dead_url, etcd.url]) as client:
         assert client.endpoint == dead_url
         written = await _within(10, lambda: client.set(prefix + b'k', b'v'))
         assert client.endpoint == etcd.url
@@ -310,38 +273,27 @@ async def test_failover_past_a_dead_endpoint(reactor, etcd, dead_url, prefix):
         assert got.kvs[0].value == b'v'
         assert got.kvs[0].mod_revision == written.revision
         assert client.endpoint == etcd.url
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_read_fails_over_when_connection_is_lost(reactor, etcd, hangup_server, prefix):
     """A read whose connection drops is sent again to the next endpoint (it is idempotent)."""
-    client = Client(reactor, endpoints=[hangup_server.url, etcd.url], timeout=5)
-    try:
+    async with connected(reactor, endpoints=[hangup_server.url, etcd.url]) as client:
         got = await _within(10, lambda: client.get(prefix + b'k'))
         assert got.count == 0 and got.header.revision > 0
         assert client.endpoint == etcd.url
         assert hangup_server.requests == ['POST /v3/kv/range HTTP/1.1']
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_write_does_not_fail_over_after_it_was_sent(reactor, etcd, hangup_server, prefix):
     """A write whose connection drops after sending is ambiguous: it is not sent to another member."""
-    client = Client(reactor, endpoints=[hangup_server.url, etcd.url], timeout=5)
-    try:
+    async with connected(reactor, endpoints=[hangup_server.url, etcd.url]) as client:
         with pytest.raises(errors.OutcomeUnknown):
             await _within(10, lambda: client.set(prefix + b'k', b'v'))
         assert client.endpoint == hangup_server.url
-        reader = Client(reactor, url=etcd.url, timeout=5)
-        try:
+        async with connected(reactor, etcd.url) as reader:
             assert (await reader.get(prefix + b'k')).count == 0
-        finally:
-            await reader.close()
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -349,8 +301,7 @@ async def test_silent_endpoint_is_not_failed_over_on_timeout(reactor, etcd, hang
     """Observed behaviour: the client moves on only after a connection failed or was lost, never on
     a deadline - even for an idempotent read. A member that accepts connections and never answers
     keeps being used: every call to it times out, and the live second endpoint is never tried."""
-    client = Client(reactor, endpoints=[hang_server.url, etcd.url], timeout=5)
-    try:
+    async with connected(reactor, endpoints=[hang_server.url, etcd.url]) as client:
         for attempt in range(2):
             started = time.monotonic()
             with pytest.raises(errors.Timeout) as caught:
@@ -359,8 +310,6 @@ async def test_silent_endpoint_is_not_failed_over_on_timeout(reactor, etcd, hang
             assert f'from {hang_server.url}' in str(caught.value)
             assert client.endpoint == hang_server.url
         assert hang_server.requests == ['POST /v3/kv/range HTTP/1.1'] * 2
-    finally:
-        await client.close()
 
 
 # -- (e) a closed client
@@ -383,11 +332,8 @@ async def test_calls_after_close_fail_with_client_closed(reactor, etcd, prefix):
         assert caught.value.request == request
         assert str(caught.value).startswith(request + ': ')
         assert 'closed' in str(caught.value)
-    check = Client(reactor, url=etcd.url, timeout=5)
-    try:
+    async with connected(reactor, etcd.url) as check:
         assert (await check.get(prefix + b'k')).kvs[0].value == b'v'
-    finally:
-        await check.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -422,8 +368,7 @@ async def test_close_fails_calls_in_flight_at_once(reactor, hang_server):
 
 @pytest_twisted.ensureDeferred
 async def test_cancel_of_a_sent_request(reactor, hang_server):
-    client = Client(reactor, url=hang_server.url, timeout=30)
-    try:
+    async with connected(reactor, hang_server.url, timeout=30) as client:
         before = _txaioetcd_timers(reactor)
         arrived = hang_server.request_arrived()
         gone = hang_server.connection_gone()
@@ -440,16 +385,13 @@ async def test_cancel_of_a_sent_request(reactor, hang_server):
         assert _txaioetcd_timers(reactor) == before
         await _within(2, lambda: gone)
         assert [c.lost for c in hang_server.connections] == [True]
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_cancel_before_the_connection_is_made(reactor, hang_server):
     """Cancelled while still waiting for a connection: nothing is sent, no timer is left, and the
     client goes on working."""
-    client = Client(reactor, url=hang_server.url, timeout=30)
-    try:
+    async with connected(reactor, hang_server.url, timeout=30) as client:
         before = _txaioetcd_timers(reactor)
         d = client.set(b'k', b'v')
         d.cancel()
@@ -459,14 +401,11 @@ async def test_cancel_before_the_connection_is_made(reactor, hang_server):
         # Give the connection that was being made a moment: no request must arrive on it.
         await _sleep(reactor, 0.2)
         assert hang_server.requests == []
-    finally:
-        await client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_cancel_of_one_call_leaves_others_alone(reactor, etcd, prefix):
-    client = Client(reactor, url=etcd.url, timeout=5)
-    try:
+    async with connected(reactor, etcd.url) as client:
         before = _txaioetcd_timers(reactor)
         await client.set(prefix + b'k', b'v')
         cancelled = client.get(prefix + b'k')
@@ -477,8 +416,6 @@ async def test_cancel_of_one_call_leaves_others_alone(reactor, etcd, prefix):
         assert (await kept).kvs[0].value == b'v'
         assert (await client.get(prefix + b'k')).kvs[0].value == b'v'
         assert _txaioetcd_timers(reactor) == before
-    finally:
-        await client.close()
 
 
 def _sleep(reactor, seconds):
