@@ -1,0 +1,227 @@
+"""Persistent maps and Database transactions against the raw client, in the same run.
+
+    python benchmarks/pmap_bench.py [--runs 3] [--seconds 2] [--url URL] [--json out.json]
+
+Without ``--url`` it starts an embedded etcd (as client_bench.py does) and stops it afterwards.
+
+Workloads, each one at a time (sequential) unless noted:
+
+    raw get               client.get(key) of a stored CBOR user
+    pmap read txn         async with db.begin(): await users[txn, oid]
+    raw get + CAS         client.get(key), then Transaction(compare=[CompModified(key, '==', rev)],
+                          success=[OpSet(key, new CBOR bytes)]) - the work a read-write transaction does
+    pmap write txn        async with db.begin(write=True): user = await users[txn, oid];
+                          users[txn, oid] = user (CBOR), committed as one compare-and-set
+    raw CAS               the CAS alone (for reference)
+    bulk insert           10,000 new users in write transactions of 100 (users/s)
+    select 10k            one read transaction selecting 10,000 users (users/s)
+
+The ratios printed compare pmap with the raw client doing the same round trips (targets: write
+transaction >= 80 % of raw get + CAS, read transaction >= 80 % of raw get). The CBOR share is the CPU
+of ``encode_value`` + ``decode_value`` of one user (timed in a loop) over the CPU of one pmap write
+transaction (target < 10 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+
+from twisted.internet.defer import Deferred
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Summary, environment, load_average, print_table, run_window, sleep  # noqa: E402
+from client_bench import run  # noqa: E402
+
+from txaioetcd import Client, CompModified, Database, KeySet, OpSet, Transaction, pmap  # noqa: E402
+
+USERS = 1000
+BULK = 10_000
+BATCH = 100
+
+
+class User:
+    def __init__(self, oid, name, email, age, tags):
+        self.oid, self.name, self.email, self.age, self.tags = oid, name, email, age, tags
+
+    def marshal(self):
+        return {'oid': self.oid.bytes, 'name': self.name, 'email': self.email, 'age': self.age,
+                'tags': self.tags}
+
+    @staticmethod
+    def parse(data):
+        return User(uuid.UUID(bytes=data['oid']), data['name'], data['email'], data['age'], data['tags'])
+
+
+def make_user(i: int) -> User:
+    return User(uuid.UUID(int=i + 1), f'user {i}', f'user{i}@example.com', 20 + i % 50, ['a', 'b', 'c'])
+
+
+class Bench:
+    def __init__(self, client: Client, prefix: bytes):
+        self.client = client
+        self.db = Database(client, prefix=prefix)
+        self.users = pmap.MapUuidCbor(1, marshal=User.marshal, unmarshal=User.parse, name='users')
+        self.bulk = pmap.MapUuidCbor(2, marshal=User.marshal, unmarshal=User.parse, name='bulk')
+        self.oids = [make_user(i).oid for i in range(USERS)]
+        self.raw_keys = [prefix + self.users.encode_key(oid) for oid in self.oids]
+        self.bulk_round = 0
+
+    async def populate(self):
+        for start in range(0, USERS, BATCH):
+            async with self.db.begin(write=True) as txn:
+                for i in range(start, start + BATCH):
+                    self.users[txn, self.oids[i]] = make_user(i)
+
+    def calls(self):
+        client, db, users, oids, keys = self.client, self.db, self.users, self.oids, self.raw_keys
+        value = users.encode_value(oids[0], make_user(0))
+
+        def raw_get(i):
+            return client.get(keys[i % USERS])
+
+        async def read_txn(i):
+            async with db.begin() as txn:
+                return await users[txn, oids[i % USERS]]
+
+        async def raw_get_cas(i):
+            key = keys[i % USERS]
+            kv = (await client.get(key)).kvs[0]
+            return await client.submit(Transaction(compare=[CompModified(key, '==', kv.mod_revision)],
+                                                   success=[OpSet(key, value)]))
+
+        async def write_txn(i):
+            async with db.begin(write=True) as txn:
+                oid = oids[i % USERS]
+                user = await users[txn, oid]
+                user.age += 1
+                users[txn, oid] = user
+
+        cas_revision = {}
+
+        async def raw_cas(i):
+            key = keys[i % USERS]
+            revision = cas_revision.get(key)
+            if revision is None:
+                revision = (await client.get(key)).kvs[0].mod_revision
+            done = await client.submit(Transaction(compare=[CompModified(key, '==', revision)],
+                                                   success=[OpSet(key, value)]))
+            cas_revision[key] = done.revision
+
+        return {
+            'raw get': raw_get,
+            'pmap read txn': lambda i: Deferred.fromCoroutine(read_txn(i)),
+            'raw get + CAS': lambda i: Deferred.fromCoroutine(raw_get_cas(i)),
+            'pmap write txn': lambda i: Deferred.fromCoroutine(write_txn(i)),
+            'raw CAS': lambda i: Deferred.fromCoroutine(raw_cas(i)),
+        }
+
+    async def bulk_insert(self):
+        """10,000 users in transactions of 100 → (users/s, CPU ms per user)."""
+        self.bulk_round += 1
+        base = self.bulk_round * BULK
+        from _common import cpu_seconds
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        for start in range(0, BULK, BATCH):
+            async with self.db.begin(write=True) as txn:
+                for i in range(start, start + BATCH):
+                    user = make_user(base + i)
+                    self.bulk[txn, user.oid] = user
+        return BULK / (time.perf_counter() - t0), 1000 * (cpu_seconds() - cpu0) / BULK
+
+    async def select_all(self):
+        from _common import cpu_seconds
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        count = 0
+        async with self.db.begin() as txn:
+            async for _ in self.bulk.select(txn, limit=BULK):
+                count += 1
+        if count != BULK:
+            raise RuntimeError(f'select returned {count} users, expected {BULK}')
+        return count / (time.perf_counter() - t0), 1000 * (cpu_seconds() - cpu0) / count
+
+    def cbor_ms(self, rounds: int = 20000) -> float:
+        """CPU ms of encode_value + decode_value of one user (CBOR and the marshal hooks)."""
+        from _common import cpu_seconds
+        users, user, oid = self.users, make_user(7), self.oids[7]
+        cpu0 = cpu_seconds()
+        for _ in range(rounds):
+            users.decode_value(oid, users.encode_value(oid, user))
+        return 1000 * (cpu_seconds() - cpu0) / rounds
+
+
+WORKLOADS = ['raw get', 'pmap read txn', 'raw get + CAS', 'pmap write txn', 'raw CAS']
+
+
+async def main(reactor, args, etcd_info: dict):
+    env = environment(reactor)
+    client = Client(reactor, args.url)
+    prefix = b'/txaioetcd-pmap-bench/%d-%s/' % (os.getpid(), os.urandom(4).hex().encode())
+    bench = Bench(client, prefix)
+    print(f'pmap benchmark: python {env["python"]}, Twisted {env["twisted"]}, etcd {etcd_info.get("etcd")}; '
+          f'{args.runs} runs x ~{args.seconds:g} s; load average {load_average()}', flush=True)
+    summaries = {name: Summary(name, 1, []) for name in WORKLOADS}
+    bulk, selected = [], []
+    try:
+        await bench.populate()
+        calls = bench.calls()
+        for number in range(args.runs):
+            for name in WORKLOADS:
+                await run_window(calls[name], 1, 0.3, 1)
+                result = await run_window(calls[name], 1, args.seconds, 100)
+                summaries[name].runs.append(result)
+                print(f'  run {number + 1}/{args.runs} {name:<15} {result.ops_per_s:>8,.1f} ops/s '
+                      f'{result.cpu_ms_per_op:7.3f} CPU ms/op', flush=True)
+                await sleep(reactor, 0.2)
+            bulk.append(await bench.bulk_insert())
+            selected.append(await bench.select_all())
+            print(f'  run {number + 1}/{args.runs} bulk insert {bulk[-1][0]:,.0f} users/s; '
+                  f'select {selected[-1][0]:,.0f} users/s', flush=True)
+            await client.delete(KeySet(prefix + bench.bulk.encode_key(uuid.UUID(int=0))[:2], prefix=True))
+        print_table(f'persistent maps vs raw client (median of {args.runs} runs, one at a time)',
+                    [summaries[n] for n in WORKLOADS], targets=False)
+        med = lambda pairs, i: sorted(p[i] for p in pairs)[len(pairs) // 2]  # noqa: E731
+        print(f'  bulk insert (10,000 users, transactions of 100): {med(bulk, 0):,.0f} users/s, '
+              f'{med(bulk, 1):.3f} CPU ms/user')
+        print(f'  select of 10,000 users in one read transaction: {med(selected, 0):,.0f} users/s, '
+              f'{med(selected, 1):.4f} CPU ms/user')
+        read_ratio = summaries['pmap read txn'].ops_per_s / summaries['raw get'].ops_per_s
+        write_ratio = summaries['pmap write txn'].ops_per_s / summaries['raw get + CAS'].ops_per_s
+        cbor = bench.cbor_ms()
+        cbor_share = cbor / summaries['pmap write txn'].cpu_ms_per_op
+        print(f'  read txn / raw get        = {read_ratio:6.1%}  (target >= 80%)  '
+              f'{"PASS" if read_ratio >= 0.8 else "MISS"}')
+        print(f'  write txn / raw get + CAS = {write_ratio:6.1%}  (target >= 80%)  '
+              f'{"PASS" if write_ratio >= 0.8 else "MISS"}')
+        print(f'  CBOR encode+decode {cbor:.4f} ms = {cbor_share:6.1%} of a write txn\'s CPU '
+              f'(target < 10%)  {"PASS" if cbor_share < 0.1 else "MISS"}')
+        if args.json:
+            with open(args.json, 'w') as out:
+                json.dump({'benchmark': 'pmap_bench', 'environment': env,
+                           'results': [summaries[n].as_dict() for n in WORKLOADS],
+                           'bulk_users_per_s': [b[0] for b in bulk], 'select_users_per_s': [s[0] for s in selected],
+                           'read_ratio': read_ratio, 'write_ratio': write_ratio, 'cbor_ms': cbor,
+                           'cbor_share': cbor_share}, out, indent=2)
+    finally:
+        try:
+            await client.delete(KeySet(prefix, prefix=True), timeout=60)
+        finally:
+            await client.close()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--seconds', type=float, default=2.0)
+    parser.add_argument('--url', help='use this etcd instead of starting one')
+    parser.add_argument('--json', help='also write the results to this file')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    run(parse_args(), main)
