@@ -11,14 +11,16 @@ from zope.interface.verify import verifyObject
 
 from .errors import ClientClosed
 from .kv import KV
+from .lease import LeaseService
 from .maintenance import Maintenance
+from .watch import Watch
 from .ops import Op
 from .transport import GatewayTransport, ITransport
 
 __all__ = ('Client',)
 
 
-class Client(KV, Maintenance):
+class Client(KV, Maintenance, Watch, LeaseService):
     """An etcd v3 client.
 
     ``Client(reactor, url='http://127.0.0.1:2379')`` or ``Client(reactor, endpoints=[url, ...])``;
@@ -62,6 +64,14 @@ class Client(KV, Maintenance):
             return fail(ClientClosed('the client is closed; create a new one', describe))
         return self._transport.call(rpc, request, describe, idempotent,
                                     self.timeout if timeout is None else timeout)
+
+    def _stream(self, rpc: str, request, describe: str, on_message):
+        if self._closed:
+            raise ClientClosed('the client is closed; create a new one', describe)
+        return self._transport.stream(rpc, request, describe, on_message, self.timeout)
+
+    def _transport_broken(self, error: Exception) -> None:
+        self._transport.endpoint_failed(error)
 
     def _do(self, op: Op, timeout: float | None) -> Deferred:
         d = self._call(op.rpc, op.request(), op.describe(), op.idempotent, timeout)

@@ -26,9 +26,13 @@ class ITransport(Interface):
         """
 
     def stream(rpc, request, describe, on_message, timeout):
-        """Start a server-streaming call (watch); return an object with ``.done`` (a Deferred firing
-        None when the stream ends, or failing) and ``.cancel()``. ``on_message`` gets each response
-        dict in order; ``timeout`` bounds the time until the stream starts answering."""
+        """Start a server-streaming call (watch, lease keepalive) on a connection of its own; return
+        an object with ``.done`` (a Deferred firing None when the stream ends, or failing) and
+        ``.cancel()``. ``request`` is one request dict or a list sent in order; ``on_message`` gets
+        each response dict in order; ``timeout`` bounds the time until the stream starts answering."""
+
+    def endpoint_failed(error):
+        """A stream broke with ``error``: a hint to move streams and calls to another endpoint."""
 
     def set_token(token):
         """Send ``token`` (str or None) as the auth token on every following request."""

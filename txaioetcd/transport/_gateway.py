@@ -104,11 +104,18 @@ class GatewayTransport:
         body = ujson.dumps(request, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
         return _Call(self, rpc, body, describe, idempotent).start(timeout)
 
-    def stream(self, rpc: str, request: dict, describe: str, on_message, timeout: float) -> Stream:
-        body = ujson.dumps(request, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
+    def stream(self, rpc: str, request, describe: str, on_message, timeout: float) -> Stream:
+        requests = request if isinstance(request, list) else [request]
+        body = b''.join(ujson.dumps(r, ensure_ascii=True, escape_forward_slashes=False).encode('ascii') +
+                        b'\n' for r in requests)
         stream = Stream(self._reactor, self._members[self._preferred], rpc, body, describe, on_message)
         stream.start(timeout)
         return stream
+
+    def endpoint_failed(self, error: Exception) -> None:
+        """A stream on the preferred endpoint broke for a transport reason: prefer the next one."""
+        if isinstance(error, (ConnectionFailed, ConnectionLost, Timeout)) and len(self._members) > 1:
+            self._preferred = (self._preferred + 1) % len(self._members)
 
     def _moved_on(self, index: int) -> None:
         # Prefer the member that just answered, so later calls skip the dead one.

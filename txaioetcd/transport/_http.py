@@ -202,6 +202,20 @@ class HTTPConnection(Protocol):
                                          f'({reason.getErrorMessage()})'))
 
 
+class _DedicatedOwner:
+    """Stands in for the pool as the owner of a dedicated connection: it never goes back to the pool."""
+
+    def __init__(self, pool: 'ConnectionPool'):
+        self.pool = pool
+        self.name = pool.name
+
+    def _released(self, connection) -> None:
+        pass        # a finished stream's connection is closed by its owner, not reused
+
+    def _lost(self, connection) -> None:
+        self.pool._streams.discard(connection)
+
+
 class _Factory(Factory):
     def __init__(self, pool):
         self.pool = pool
@@ -222,6 +236,7 @@ class ConnectionPool:
         self._busy: set = set()
         self._connecting = 0
         self._waiters: deque[Deferred] = deque()
+        self._streams: set = set()          # dedicated connections of long-lived streams (watches)
         self._factory = _Factory(self)
         self._closed = False
 
@@ -238,6 +253,28 @@ class ConnectionPool:
         if len(self._busy) + self._connecting < self.size:
             self._connect()
         return waiter
+
+    def open_dedicated(self) -> Deferred:
+        """A new connection outside the pool's count, for one long-lived stream: a watch must not take
+        a pooled connection away from requests for hours. ``release_dedicated`` closes it."""
+        if self._closed:
+            return fail(ClientClosed(f'the client was closed (connections to {self.name})'))
+        d = self._endpoint.connect(_Factory(_DedicatedOwner(self)))
+
+        def opened(connection):
+            if self._closed:
+                connection.transport.loseConnection()
+                raise ClientClosed(f'the client was closed (connections to {self.name})')
+            self._streams.add(connection)
+            return connection
+
+        def failed(failure):
+            raise ConnectionFailed(f'cannot connect to {self.name}: {failure.getErrorMessage()}')
+        return d.addCallbacks(opened, failed)
+
+    def release_dedicated(self, connection) -> None:
+        self._streams.discard(connection)
+        connection.abort()
 
     def _cancel_waiter(self, waiter: Deferred) -> None:
         try:
@@ -290,7 +327,8 @@ class ConnectionPool:
         error = ClientClosed(f'the client was closed (connections to {self.name})')
         while self._waiters:
             self._waiters.popleft().errback(error)
-        for connection in self._idle + list(self._busy):
+        for connection in self._idle + list(self._busy) + list(self._streams):
             connection.shut(error)
+        self._streams.clear()
         self._idle.clear()
         self._busy.clear()

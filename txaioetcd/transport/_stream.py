@@ -41,14 +41,14 @@ class Stream(Receiver):
     def start(self, timeout: float) -> Deferred:
         """Connect and send; the stream must start answering within ``timeout`` seconds."""
         self._timer = self._reactor.callLater(timeout, self._expired, timeout)
-        self._pending = self._member.pool.acquire()
+        self._pending = self._member.pool.open_dedicated()
         self._pending.addCallbacks(self._send, self._acquire_failed)
         return self.done
 
     def _send(self, connection) -> None:
         self._pending = None
         if self._ended:
-            connection._pool._released(connection)
+            self._member.pool.release_dedicated(connection)
             return
         self._connection = connection
         connection.send(self._member.head(self._rpc, len(self._body)), self._body, self)
@@ -94,7 +94,9 @@ class Stream(Receiver):
         self._on_message(message.get('result', message))
 
     def end(self) -> None:
-        self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._member.pool.release_dedicated(connection)
         if self._ended:
             return
         if self._status != 200:
@@ -109,7 +111,8 @@ class Stream(Receiver):
             return
         if self._buffer.strip():
             self._deliver(self._buffer)
-        self._end(None)
+        if not self._ended:         # the last message may itself have ended the stream (an error)
+            self._end(None)
 
     def fail(self, reason: Exception) -> None:
         self._connection = None
@@ -139,7 +142,7 @@ class Stream(Receiver):
     def _abandon(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.abort()
+            self._member.pool.release_dedicated(connection)
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.addErrback(lambda failure: failure.trap(CancelledError))

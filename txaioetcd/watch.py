@@ -1,0 +1,350 @@
+"""The Watch service: change events for keys, ranges and prefixes, without losing or repeating any.
+
+A ``client.watch(...)`` call opens one gateway stream carrying a watch per KeySet. Each watch keeps
+the next revision it must deliver; when the stream breaks (connection lost, server restarted, member
+stopped) it is opened again - on whatever endpoint answers - from those revisions, and events below
+them are dropped, so every event arrives exactly once and in order. If history was compacted past that
+point meanwhile, the watch ends with ``Compacted`` carrying the compact revision.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.logger import Logger
+
+from .errors import ClientClosed, Compacted, Error, ServerError, TransportError
+from .keyset import KeySet
+from .ops import b64encode
+from .results import Header, KeyValue
+
+__all__ = ('Watch', 'WatchEvent', 'Watching', 'EventStream')
+
+_log = Logger()
+_FILTERS = {'noput': 'NOPUT', 'nodelete': 'NODELETE'}
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change: ``type`` is 'PUT' or 'DELETE'; ``kv`` the key-value after it (for a delete: the key
+    and the revision of the delete); ``prev_kv`` the one before, when asked for."""
+
+    type: str
+    kv: KeyValue
+    prev_kv: KeyValue | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.kv.mod_revision
+
+    @property
+    def key(self) -> bytes:
+        return self.kv.key
+
+    @staticmethod
+    def parse(obj) -> 'WatchEvent':
+        prev = obj.get('prev_kv')
+        return WatchEvent(obj.get('type', 'PUT'), KeyValue.parse(obj.get('kv') or {}),
+                          KeyValue.parse(prev) if prev else None)
+
+    def __repr__(self):
+        return f'WatchEvent({self.type} {self.kv.key!r} at {self.kv.mod_revision})'
+
+
+class _Target:
+    """One KeySet watched, and the revision it must deliver next."""
+
+    __slots__ = ('keyset', 'next_revision', 'watch_id')
+
+    def __init__(self, keyset: KeySet, start_revision):
+        self.keyset = keyset
+        self.next_revision = start_revision    # None: from "now" (fixed by the first created response)
+        self.watch_id = None
+
+
+class Watching:
+    """A running watch. ``cancel()`` stops it; ``done`` fires (None) when cancelled, or fails with the
+    reason it ended (e.g. ``Compacted``). ``revision`` is the last revision delivered."""
+
+    def __init__(self, client, keysets, on_change, start_revision, prev_kv, filters, progress_notify):
+        self._client = client
+        self._reactor = client._reactor
+        self._on_change = on_change
+        self._targets = [_Target(keyset, start_revision) for keyset in keysets]
+        self._prev_kv = prev_kv
+        self._filters = [_FILTERS[f] for f in filters]
+        self._progress_notify = progress_notify
+        self._stream = None
+        self._retry = None
+        self._failures = 0
+        self._created = 0
+        self.revision = 0
+        self.reconnects = 0
+        self.state = 'connecting'     # connecting | watching | reconnecting | ended
+        self.done = Deferred(lambda _: self._end(None, cancelled=True))
+        self._ready = []
+        self._open()
+
+    def __repr__(self):
+        return f'<Watching {[t.keyset for t in self._targets]} {self.state} revision={self.revision}>'
+
+    def ready(self) -> Deferred:
+        """Fires once every watch of this call has been created on the server (events from then on are
+        seen even without a start revision)."""
+        d = Deferred()
+        if self.state == 'watching':
+            d.callback(self)
+        elif self.state == 'ended':
+            d.errback(ClientClosed('the watch has ended'))
+        else:
+            self._ready.append(d)
+        return d
+
+    def cancel(self) -> None:
+        """Stop watching; ``done`` fires with None."""
+        if self.state != 'ended':
+            self._end(None)
+
+    # -- the stream
+
+    def _requests(self) -> list:
+        requests = []
+        for target in self._targets:
+            create = {'key': b64encode(target.keyset.key)}
+            if target.keyset.range_end is not None:
+                create['range_end'] = b64encode(target.keyset.range_end)
+            if target.next_revision:
+                create['start_revision'] = target.next_revision
+            if self._prev_kv:
+                create['prev_kv'] = True
+            if self._filters:
+                create['filters'] = self._filters
+            if self._progress_notify:
+                create['progress_notify'] = True
+            requests.append({'create_request': create})
+        return requests
+
+    def _open(self) -> None:
+        self._retry = None
+        self._created = 0
+        for target in self._targets:
+            target.watch_id = None
+        describe = 'watch of ' + ', '.join(t.keyset.describe() for t in self._targets)
+        try:
+            self._stream = self._client._stream('watch', self._requests(), describe, self._message)
+        except Error as error:
+            self._broken(error)
+            return
+        self._stream.done.addCallbacks(self._stream_ended, self._stream_failed)
+
+    def _message(self, message: dict) -> None:
+        if self.state == 'ended':
+            return
+        if message.get('created'):
+            self._on_created(message)
+            return
+        target = self._target_of(message)
+        if target is None:
+            return
+        if message.get('canceled'):
+            self._on_canceled(target, message)
+            return
+        events = message.get('events')
+        if events:
+            self._deliver(target, events)
+        elif message.get('header'):
+            # A progress notification: nothing for this watch up to the header revision.
+            revision = int(message['header'].get('revision', 0))
+            if target.next_revision is not None and revision >= target.next_revision:
+                target.next_revision = revision + 1
+        self._failures = 0
+
+    def _on_created(self, message: dict) -> None:
+        if self._created >= len(self._targets):
+            return
+        target = self._targets[self._created]
+        self._created += 1
+        target.watch_id = int(message.get('watch_id', 0))
+        if message.get('canceled'):
+            self._on_canceled(target, message)
+            return
+        if target.next_revision is None:
+            target.next_revision = Header.parse(message.get('header')).revision + 1
+        if self._created == len(self._targets):
+            self.state = 'watching'
+            self._failures = 0
+            ready, self._ready = self._ready, []
+            for d in ready:
+                d.callback(self)
+
+    def _target_of(self, message: dict):
+        watch_id = int(message.get('watch_id', 0))
+        for target in self._targets:
+            if target.watch_id == watch_id:
+                return target
+        return None
+
+    def _on_canceled(self, target: _Target, message: dict) -> None:
+        compact = int(message.get('compact_revision', 0))
+        describe = f'watch of {target.keyset.describe()}'
+        if compact:
+            error = Compacted(f'history before revision {compact} was compacted; the watch could not '
+                              f'continue from revision {target.next_revision} (events in between are '
+                              f'lost: read the current state and watch again from revision {compact})',
+                              describe, 11, 'required revision has been compacted', compact)
+        else:
+            reason = message.get('cancel_reason') or 'cancelled by the server'
+            error = ServerError(reason, describe)
+        self._end(error)
+
+    def _deliver(self, target: _Target, events: list) -> None:
+        floor = target.next_revision or 0
+        last = 0
+        for raw in events:
+            event = WatchEvent.parse(raw)
+            revision = event.kv.mod_revision
+            if revision < floor:
+                continue            # already delivered before a reconnect
+            last = revision
+            try:
+                self._on_change(event)
+            except Exception:
+                _log.failure('watch callback raised on {event!r}; the watch goes on', event=event)
+            if self.state == 'ended':
+                return
+        if last:
+            # etcd sends all events of one revision in one response, so the next one starts after it.
+            target.next_revision = last + 1
+            self.revision = max(self.revision, last)
+
+    # -- endings and reconnects
+
+    def _stream_ended(self, _) -> None:
+        if self.state != 'ended':
+            self._broken(TransportError('the server ended the watch stream'))
+
+    def _stream_failed(self, failure) -> None:
+        if self.state == 'ended':
+            return
+        error = failure.value
+        if isinstance(error, ClientClosed):
+            self._end(error)
+        elif isinstance(error, (TransportError, ServerError)):
+            self._broken(error)
+        else:
+            self._end(error)
+
+    def _broken(self, error: Exception) -> None:
+        """The stream is gone: open it again after a short, growing, jittered pause."""
+        if self.state == 'ended':
+            return
+        if self._client._closed:
+            self._end(ClientClosed('the client was closed'))
+            return
+        self._stream = None
+        self.state = 'reconnecting'
+        self._failures += 1
+        self.reconnects += 1
+        pause = random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(self._failures, 6))
+        _log.info('watch stream broken ({error}); reconnecting in {pause:.2f} s', error=error, pause=pause)
+        self._client._transport_broken(error)
+        self._retry = self._reactor.callLater(pause, self._open)
+
+    def _end(self, error, cancelled: bool = False) -> None:
+        if self.state == 'ended':
+            return
+        self.state = 'ended'
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.cancel()
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.errback(error or ClientClosed('the watch was cancelled'))
+        if cancelled:
+            return
+        if error is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(error)
+
+
+class EventStream:
+    """``async for event in client.watch_events(...)``: the same watch, as an async iterator.
+
+    Iteration ends when ``cancel()`` is called; a watch that fails (e.g. Compacted) raises from the
+    iterator.
+    """
+
+    _END = object()
+
+    def __init__(self, client, keysets, **options):
+        self._queue = DeferredQueue()
+        self.watching = Watching(client, keysets, self._queue.put, **options)
+        self.watching.done.addBoth(self._ended)
+
+    def _ended(self, result):
+        self._queue.put(EventStream._END if result is None else result)
+        return None
+
+    def ready(self) -> Deferred:
+        return self.watching.ready()
+
+    def cancel(self) -> None:
+        self.watching.cancel()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        item = await self._queue.get()
+        if item is EventStream._END:
+            self._queue.put(item)
+            raise StopAsyncIteration
+        if hasattr(item, 'raiseException'):      # the Failure the watch ended with
+            self._queue.put(item)
+            item.raiseException()
+        return item
+
+
+class Watch:
+    """Watch calls of the Client (mixed into it)."""
+
+    def watch(self, keys, on_change, *, start_revision: int | None = None, prev_kv: bool = False,
+              filters=(), progress_notify: bool = False) -> Watching:
+        """Call ``on_change(event)`` for every change of ``keys`` (a key, KeySet, or a list of them).
+
+        ``start_revision`` replays history from that revision; without it the watch starts now (wait
+        for ``watching.ready()`` to be sure). ``prev_kv`` adds the previous key-value to events;
+        ``filters`` may hold 'noput' and/or 'nodelete'. Returns a ``Watching`` handle.
+        """
+        return Watching(self, _keysets(keys), on_change, **_options(start_revision, prev_kv, filters,
+                                                                      progress_notify))
+
+    def watch_events(self, keys, *, start_revision: int | None = None, prev_kv: bool = False,
+                     filters=(), progress_notify: bool = False) -> EventStream:
+        """The same as ``watch`` as an async iterator: ``async for event in client.watch_events(...)``."""
+        return EventStream(self, _keysets(keys), **_options(start_revision, prev_kv, filters,
+                                                              progress_notify))
+
+
+def _keysets(keys) -> list:
+    items = keys if isinstance(keys, (list, tuple)) else [keys]
+    if not items:
+        raise ValueError('watch needs at least one key or KeySet')
+    return [KeySet.of(item) for item in items]
+
+
+def _options(start_revision, prev_kv, filters, progress_notify) -> dict:
+    if start_revision is not None and (type(start_revision) is not int or start_revision < 1):
+        raise ValueError(f'start_revision must be an int >= 1, not {start_revision!r}')
+    filters = tuple(filters)
+    unknown = [f for f in filters if f not in _FILTERS]
+    if unknown:
+        raise ValueError(f'unknown watch filter(s) {unknown}: use "noput" and/or "nodelete"')
+    return {'start_revision': start_revision, 'prev_kv': prev_kv, 'filters': filters,
+            'progress_notify': progress_notify}
