@@ -9,7 +9,8 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, fail
 from zope.interface.verify import verifyObject
 
-from .errors import ClientClosed
+from .auth import Auth
+from .errors import ClientClosed, Unauthenticated
 from .kv import KV
 from .lease import LeaseService
 from .maintenance import Maintenance
@@ -20,17 +21,19 @@ from .transport import GatewayTransport, ITransport
 __all__ = ('Client',)
 
 
-class Client(KV, Maintenance, Watch, LeaseService):
+class Client(KV, Maintenance, Watch, LeaseService, Auth):
     """An etcd v3 client.
 
     ``Client(reactor, url='http://127.0.0.1:2379')`` or ``Client(reactor, endpoints=[url, ...])``;
     ``timeout`` is the default deadline in seconds of every call (each call takes ``timeout=`` too);
-    ``pool_size`` bounds the connections per endpoint (requests beyond it queue); ``transport`` replaces
-    the JSON-gateway transport with another ITransport.
+    ``pool_size`` bounds the connections per endpoint (requests beyond it queue); ``username`` and
+    ``password`` log in to an etcd with authentication on (renewing the token when etcd rejects it);
+    ``transport`` replaces the JSON-gateway transport with another ITransport.
     """
 
     def __init__(self, reactor, url: str | None = None, *, endpoints=None, timeout: float = 10.0,
-                 pool_size: int = 32, connect_timeout: float = 5.0, transport=None):
+                 pool_size: int = 32, connect_timeout: float = 5.0, username: str | None = None,
+                 password: str | None = None, transport=None):
         if transport is None:
             if url is not None and endpoints is not None:
                 raise ValueError('Client: give url or endpoints, not both')
@@ -45,6 +48,11 @@ class Client(KV, Maintenance, Watch, LeaseService):
         self._transport = transport
         self.timeout = timeout
         self._closed = False
+        if (username is None) != (password is None):
+            raise ValueError('Client: give both username and password, or neither')
+        self._credentials = (username, password) if username is not None else None
+        self._token = ''
+        self._login_waiters = None
 
     def __repr__(self):
         return f'Client(endpoints={self.endpoints!r})'
@@ -62,8 +70,24 @@ class Client(KV, Maintenance, Watch, LeaseService):
               timeout: float | None) -> Deferred:
         if self._closed:
             return fail(ClientClosed('the client is closed; create a new one', describe))
-        return self._transport.call(rpc, request, describe, idempotent,
-                                    self.timeout if timeout is None else timeout)
+        timeout = self.timeout if timeout is None else timeout
+        if self._credentials is None:
+            return self._transport.call(rpc, request, describe, idempotent, timeout)
+        return self._call_logged_in(rpc, request, describe, idempotent, timeout)
+
+    def _call_logged_in(self, rpc, request, describe, idempotent, timeout) -> Deferred:
+        """A call with a token: log in first if needed, and once more if etcd rejects the token (a
+        rejected token means the request was not processed, so sending it again is safe)."""
+        transport = self._transport
+
+        def send(_):
+            return transport.call(rpc, request, describe, idempotent, timeout)
+
+        def renew(failure):
+            failure.trap(Unauthenticated)
+            self._token = ''
+            return self._login().addCallback(send)
+        return self._ensure_login().addCallback(send).addErrback(renew)
 
     def _stream(self, rpc: str, request, describe: str, on_message):
         if self._closed:
@@ -71,6 +95,8 @@ class Client(KV, Maintenance, Watch, LeaseService):
         return self._transport.stream(rpc, request, describe, on_message, self.timeout)
 
     def _transport_broken(self, error: Exception) -> None:
+        if isinstance(error, Unauthenticated) and self._credentials is not None:
+            self._token = ''        # the next stream (or call) logs in again first
         self._transport.endpoint_failed(error)
 
     def _do(self, op: Op, timeout: float | None) -> Deferred:

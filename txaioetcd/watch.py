@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.logger import Logger
 
-from .errors import ClientClosed, Compacted, Error, ServerError, TransportError
+from .errors import AuthFailed, ClientClosed, Compacted, Error, ServerError, TransportError
 from .keyset import KeySet
 from .ops import b64encode
 from .results import Header, KeyValue
@@ -65,8 +65,9 @@ class _Target:
 
 
 class Watching:
-    """A running watch. ``cancel()`` stops it; ``done`` fires (None) when cancelled, or fails with the
-    reason it ended (e.g. ``Compacted``). ``revision`` is the last revision delivered."""
+    """A running watch. ``cancel()`` stops it; ``done`` fires (None) when cancelled or when the client
+    is closed, or fails with the reason it ended (e.g. ``Compacted``). ``revision`` is the last
+    revision delivered."""
 
     def __init__(self, client, keysets, on_change, start_revision, prev_kv, filters, progress_notify):
         self._client = client
@@ -128,6 +129,18 @@ class Watching:
 
     def _open(self) -> None:
         self._retry = None
+        d = self._client._ensure_login()
+        d.addCallbacks(lambda _: self._start_stream(), self._broken_failure)
+
+    def _broken_failure(self, failure) -> None:
+        if isinstance(failure.value, AuthFailed):     # wrong credentials: retrying cannot help
+            self._end(failure.value)
+        else:
+            self._broken(failure.value)
+
+    def _start_stream(self) -> None:
+        if self.state == 'ended':
+            return
         self._created = 0
         for target in self._targets:
             target.watch_id = None
@@ -230,7 +243,7 @@ class Watching:
             return
         error = failure.value
         if isinstance(error, ClientClosed):
-            self._end(error)
+            self._end(None)         # closing the client is a deliberate end, like cancel()
         elif isinstance(error, (TransportError, ServerError)):
             self._broken(error)
         else:
@@ -241,7 +254,7 @@ class Watching:
         if self.state == 'ended':
             return
         if self._client._closed:
-            self._end(ClientClosed('the client was closed'))
+            self._end(None)
             return
         self._stream = None
         self.state = 'reconnecting'
