@@ -58,6 +58,11 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
         return f'Client(endpoints={self.endpoints!r})'
 
     @property
+    def reactor(self):
+        """The Twisted reactor the client runs on."""
+        return self._reactor
+
+    @property
     def endpoints(self) -> list[str]:
         return list(self._transport.endpoints)
 
@@ -103,6 +108,17 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
         d = self._call(op.rpc, op.request(), op.describe(), op.idempotent, timeout)
         d.addCallback(op.parse)
         return d
+
+    def lock(self, name: bytes, *, ttl: int = 10):
+        """A distributed lock named ``name``: ``async with client.lock(b'jobs'): ...`` (recipes.lock)."""
+        # Imported here: recipes build on the client, so the core does not import them when it loads.
+        from .recipes.lock import Lock
+        return Lock(self, name, ttl)
+
+    def election(self, name: bytes, *, ttl: int = 10):
+        """A leader election named ``name``: ``await client.election(b'svc').campaign(b'me')``."""
+        from .recipes.election import Election
+        return Election(self, name, ttl)
 
     def close(self) -> Deferred:
         """Close every connection; later calls fail with ClientClosed."""
