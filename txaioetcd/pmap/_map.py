@@ -194,6 +194,14 @@ class PersistentMap:
             raise KeyError(f'{self.name} has no index {name!r} (has: {", ".join(self.indexes) or "none"})') \
                 from None
 
+    def mirror(self, db, index: str | None = None, on_change=None, **options):
+        """A local copy of this table under ``db`` kept current by a watch → ``TableMirror``; with
+        ``index=name`` a copy of that index → ``IndexMirror`` (see txaioetcd.recipes.mirror)."""
+        from ..recipes.mirror import IndexMirror, TableMirror   # a recipe on top: loaded on use
+        if index is not None:
+            return IndexMirror(db, self._index(index), on_change, **options)
+        return TableMirror(db, self, on_change, **options)
+
     def rebuild_index(self, txn, name: str) -> Deferred:
         """Rewrite index ``name`` from the table's records (in ``txn``) → number of entries."""
         return Deferred.fromCoroutine(self._index(name).rebuild(txn))
