@@ -14,6 +14,8 @@ EXPECTED = {
     'etcdb/tut2.py': ["stored User('alice'", "the table has 1 user(s)", 'loading it again gives None'],
     'etcdb/tut3.py': ['by name "bob": 2 users', 'refused: unique index by_email'],
     'etcdb/counter.py': ['second commit refused: conflict', '20 workers x 10 increments = 200'],
+    'live_config.py': ['service starts with log_level=info, workers=4',
+                       'service now runs with log_level=warning, workers=16'],
     'leader_worker.py': ['worker-0 leads', 'worker-1 took over after worker-0 died',
                          '15 jobs done by workers 0, 1, 2'],
 }
