@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from twisted.internet.defer import Deferred
 
-__all__ = ('RunResult', 'Summary', 'run_window', 'cpu_seconds', 'cpu_split', 'summarize', 'print_table',
+__all__ = ('RunResult', 'Summary', 'run_window', 'cpu_seconds', 'cpu_split', 'print_table',
            'environment', 'load_average', 'sleep')
 
 

@@ -15,7 +15,8 @@ from twisted.internet.task import deferLater
 from txaioetcd import Database, KeySet, OpDel, OpSet, Transaction, pmap
 from txaioetcd.errors import (ClientClosed, Compacted, ConnectionFailed, ConnectionLost, OutcomeUnknown,
                              Timeout, Unavailable)
-from txaioetcd.recipes.mirror import Mirror, PathCache, children, delete_prefix
+from txaioetcd.recipes.mirror import Mirror
+from txaioetcd.recipes.paths import PathCache, children, delete_prefix
 
 from _loopback import connected
 

@@ -36,7 +36,7 @@ async def run_demo(reactor, url: str, say=print) -> None:
         say(f'prefix items/                        -> {items.count} keys: '
             + ', '.join(kv.key[len(base):].decode() for kv in items.kvs))
         window = await client.get(KeySet(base + b'items/1', base + b'items/3'))
-        say(f'range [items/1, items/3)             -> '
+        say('range [items/1, items/3)             -> '
             + ', '.join(kv.key[len(base):].decode() for kv in window.kvs))
 
         cas = Transaction(compare=[CompModified(base + b'greeting', '==', kv.mod_revision)],

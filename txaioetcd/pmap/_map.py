@@ -196,8 +196,8 @@ class PersistentMap:
 
     def mirror(self, db, index: str | None = None, on_change=None, **options):
         """A local copy of this table under ``db`` kept current by a watch → ``TableMirror``; with
-        ``index=name`` a copy of that index → ``IndexMirror`` (see txaioetcd.recipes.mirror)."""
-        from ..recipes.mirror import IndexMirror, TableMirror   # a recipe on top: loaded on use
+        ``index=name`` a copy of that index → ``IndexMirror`` (see txaioetcd.recipes.table_mirror)."""
+        from ..recipes.table_mirror import IndexMirror, TableMirror   # a recipe on top: loaded on use
         if index is not None:
             return IndexMirror(db, self._index(index), on_change, **options)
         return TableMirror(db, self, on_change, **options)

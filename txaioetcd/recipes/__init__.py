@@ -1,7 +1,8 @@
 """Recipes: coordination built only on the public Client, one module each.
 
 ``lock`` (Lock, LockTimeout) and ``election`` (Election, NotLeader) follow etcd's Go
-``concurrency`` package. The names below are imported on first use, so importing one recipe never
+``concurrency`` package; ``mirror`` (Mirror), ``table_mirror`` (TableMirror, IndexMirror) and
+``paths`` (children, delete_prefix, PathCache) keep local copies current. The names below are imported on first use, so importing one recipe never
 loads the others (and the core never imports a recipe).
 """
 
@@ -22,6 +23,6 @@ def __getattr__(name):
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
     return getattr(importlib.import_module(f'.{module}', __name__), name)
 
-# ``mirror``: local copies of a key range, a table or an index, kept current by a watch.
-_LAZY.update(dict.fromkeys(('Mirror', 'TableMirror', 'IndexMirror', 'PathCache', 'children',
-                            'delete_prefix'), 'mirror'))
+# Local copies kept current by a watch: of a key range, of a table or an index, of a path tree.
+_LAZY.update(Mirror='mirror', TableMirror='table_mirror', IndexMirror='table_mirror',
+             PathCache='paths', children='paths', delete_prefix='paths')
