@@ -6,11 +6,12 @@ Every call returns a Deferred: ``await`` it inside coroutines run with ``Deferre
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
 from .auth import Auth
-from .errors import ClientClosed, Unauthenticated
+from .errors import ClientClosed, ConnectionFailed, ConnectionLost, Timeout, Unauthenticated
 from .kv import KV
 from .lease import LeaseService
 from .maintenance import Maintenance
@@ -28,20 +29,30 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
     ``timeout`` is the default deadline in seconds of every call (each call takes ``timeout=`` too);
     ``pool_size`` bounds the connections per endpoint (requests beyond it queue); ``username`` and
     ``password`` log in to an etcd with authentication on (renewing the token when etcd rejects it);
-    ``transport`` replaces the JSON-gateway transport with another ITransport.
+    ``lazy=True`` lets requests wait (within their timeout) for an endpoint to come up instead of
+    failing at once with ConnectionFailed; ``transport`` replaces the JSON-gateway transport.
+    ``tls`` (a TLSConfig: ``ca_file``, ``cert_file``, ``key_file``, ``server_hostname``) configures the
+    ``https://`` and ``unixs://`` endpoints: the CA to trust (default: the platform's), the client
+    certificate for servers with ``--client-cert-auth``, the host name to verify (needs the ``tls``
+    extra: ``pip install 'txaioetcd[tls]'``). See docs/connections.md.
+
+    ``Client.connect(...)`` (same arguments) returns a Deferred that fires with the client once an
+    endpoint answered. ``client.state`` is 'connecting', 'connected', 'disconnected' or 'closed'.
     """
 
     def __init__(self, reactor, url: str | None = None, *, endpoints=None, timeout: float = 10.0,
                  pool_size: int = 32, connect_timeout: float = 5.0, username: str | None = None,
-                 password: str | None = None, transport=None):
+                 password: str | None = None, lazy: bool = False, transport=None, tls=None):
         if transport is None:
             if url is not None and endpoints is not None:
                 raise ValueError('Client: give url or endpoints, not both')
             if url is None and not endpoints:
                 raise ValueError('Client: give url=\'http://host:2379\' or endpoints=[...]')
             transport = GatewayTransport(reactor, [url] if url is not None else list(endpoints),
-                                         pool_size=pool_size, connect_timeout=connect_timeout)
+                                         pool_size=pool_size, connect_timeout=connect_timeout, tls=tls)
         verifyObject(ITransport, transport)
+        if lazy:
+            transport.lazy = True
         if not (timeout and timeout > 0):
             raise ValueError(f'Client: timeout must be a positive number of seconds, not {timeout!r}')
         self._reactor = reactor
@@ -56,6 +67,46 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
 
     def __repr__(self):
         return f'Client(endpoints={self.endpoints!r})'
+
+    @classmethod
+    def connect(cls, reactor, url: str | None = None, *, timeout: float = 10.0, **options) -> Deferred:
+        """A Client whose endpoints answered: fires with it, or fails (Timeout) after ``timeout``."""
+        client = cls(reactor, url, timeout=timeout, **options)
+        d = client.wait_until_connected(timeout)
+        return d.addCallback(lambda _: client)
+
+    @property
+    def state(self) -> str:
+        """'connecting' (nothing answered yet), 'connected', 'disconnected' (the last request found no
+        endpoint) or 'closed'."""
+        return 'closed' if self._closed else self._transport.connection.state
+
+    def on_state_change(self, callback) -> None:
+        """Call ``callback(old, new)`` whenever ``state`` changes."""
+        self._transport.connection.listen(callback)
+
+    def wait_until_connected(self, timeout: float | None = None) -> Deferred:
+        """Fires once an endpoint answers (a status request, retried while none can be reached);
+        fails with Timeout after ``timeout`` seconds (default: the client's)."""
+        timeout = self.timeout if timeout is None else timeout
+        if self.state == 'connected':
+            return succeed(self)
+        return Deferred.fromCoroutine(self._wait_until_connected(timeout))
+
+    async def _wait_until_connected(self, timeout: float):
+        deadline = self._reactor.seconds() + timeout
+        pause = 0.05
+        while True:
+            left = deadline - self._reactor.seconds()
+            if left <= 0:
+                raise Timeout(f'no endpoint answered within {timeout:g} s '
+                              f'({", ".join(self.endpoints)})', 'wait until connected')
+            try:
+                await self._call('maintenance/status', {}, 'wait until connected', True, left)
+                return self
+            except (ConnectionFailed, ConnectionLost):
+                await deferLater(self._reactor, min(pause, max(0.0, left)), lambda: None)
+                pause = min(1.0, pause * 2)
 
     @property
     def reactor(self):

@@ -14,6 +14,8 @@ fails with OutcomeUnknown instead, because it may have been applied.
 
 from __future__ import annotations
 
+import random
+
 import ujson
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from zope.interface import implementer
@@ -23,6 +25,7 @@ from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, OutcomeUnk
 from . import ITransport
 from ._endpoints import parse_endpoint
 from ._http import ConnectionPool, Receiver
+from ._state import ConnectionState
 from ._stream import Stream
 
 __all__ = ('GatewayTransport',)
@@ -33,10 +36,10 @@ API_PREFIXES = (b'/v3', b'/v3beta', b'/v3alpha')
 class _Member:
     """One endpoint: its connection pool and the API prefix it speaks."""
 
-    def __init__(self, reactor, url: str, pool_size: int, connect_timeout: float):
+    def __init__(self, reactor, url: str, pool_size: int, connect_timeout: float, tls=None):
         self.endpoint = parse_endpoint(url)
         self.url = url
-        self.pool = ConnectionPool(reactor, self.endpoint.connector(reactor, connect_timeout), url,
+        self.pool = ConnectionPool(reactor, self.endpoint.connector(reactor, connect_timeout, tls), url,
                                    pool_size)
         self.prefix_index = 0
         self.prefix_confirmed = False
@@ -75,17 +78,25 @@ class _Member:
 
 @implementer(ITransport)
 class GatewayTransport:
-    """Talks to one or more etcd members through their JSON gateway."""
+    """Talks to one or more etcd members through their JSON gateway.
 
-    def __init__(self, reactor, endpoints, pool_size: int = 32, connect_timeout: float = 5.0):
+    ``lazy`` (set by the client): a request that finds no endpoint to connect to waits and tries
+    again, with growing jittered pauses, until its deadline - instead of failing at once.
+    """
+
+    lazy = False
+
+    def __init__(self, reactor, endpoints, pool_size: int = 32, connect_timeout: float = 5.0, tls=None):
+        """``tls``: a TLSConfig for the https:// and unixs:// endpoints (None: the platform's CAs)."""
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not endpoints:
             raise ValueError('GatewayTransport needs at least one endpoint URL')
         self._reactor = reactor
-        self._members = [_Member(reactor, url, pool_size, connect_timeout) for url in endpoints]
+        self._members = [_Member(reactor, url, pool_size, connect_timeout, tls) for url in endpoints]
         self._preferred = 0
         self._closed = False
+        self.connection = ConnectionState()
 
     @property
     def endpoints(self) -> list[str]:
@@ -134,7 +145,7 @@ class _Call(Receiver):
     __slots__ = ('_transport', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
                  '_index', '_tries', '_member', '_pending', '_connection', '_sent', '_status',
                  '_content_type', '_chunks', '_errors', '_done', '_reused', '_stale_retries',
-                 '_prefix_index')
+                 '_prefix_index', '_waits', '_retry')
 
     def __init__(self, transport: GatewayTransport, rpc: str, body: bytes, describe: str,
                  idempotent: bool):
@@ -158,6 +169,8 @@ class _Call(Receiver):
         self._reused = False
         self._stale_retries = 0
         self._prefix_index = 0
+        self._waits = 0
+        self._retry = None
 
     def start(self, timeout: float) -> Deferred:
         self._result = Deferred(self._cancelled)
@@ -181,6 +194,15 @@ class _Call(Receiver):
         """Try the next member, or give up when every member had its turn."""
         self._errors.append(f'{self._member.url}: {error.reason if hasattr(error, "reason") else error}')
         if self._tries >= len(self._transport._members):
+            if isinstance(error, (ConnectionFailed, ConnectionLost)):
+                self._transport.connection.down()
+            if isinstance(error, ConnectionFailed) and self._transport.lazy:
+                # Nothing was sent: wait for an endpoint to come up, until the deadline says no.
+                self._waits += 1
+                self._tries = 0
+                pause = random.uniform(0.5, 1.0) * min(1.0, 0.05 * 2 ** min(self._waits, 5))
+                self._retry = self._transport._reactor.callLater(pause, self._retry_now)
+                return
             if isinstance(error, ConnectionFailed) and len(self._errors) > 1:
                 error = ConnectionFailed('no endpoint could be reached (' + '; '.join(self._errors) + ')')
             self._finish_error(_with_request(error, self._describe))
@@ -191,7 +213,7 @@ class _Call(Receiver):
         self._chunks = []
         self._try()
 
-    def _retry_stale(self) -> None:
+    def _retry_now(self) -> None:
         if not self._done:
             self._try()
 
@@ -242,6 +264,7 @@ class _Call(Receiver):
                 member.prefix_confirmed = True
             if self._index != self._transport._preferred:
                 self._transport._moved_on(self._index % len(self._transport._members))
+            self._transport.connection.up()
             self._finish(response)
         else:
             self._server_refused(body)
@@ -299,7 +322,7 @@ class _Call(Receiver):
             self._stale_retries += 1
             self._tries -= 1
             self._chunks = []
-            self._transport._reactor.callLater(0, self._retry_stale)
+            self._transport._reactor.callLater(0, self._retry_now)
             return
         if self._idempotent or not self._sent:
             self._next_member(reason)
@@ -324,13 +347,16 @@ class _Call(Receiver):
                 f'it may or may not have been applied - read the key back to find out',
                 self._describe, Timeout(f'deadline of {timeout:g} s passed', self._describe)))
         else:
-            tried = f' (earlier: {"; ".join(self._errors)})' if self._errors else ''
+            tried = f' (earlier: {"; ".join(self._errors[-3:])})' if self._errors else ''
             self._finish_error(Timeout(f'no answer within {timeout:g} s from {self._member.url}'
                                        f'{tried}', self._describe))
 
     def _abandon(self) -> None:
         """Stop the attempt in progress: drop a connection mid-request, or leave the pool's queue."""
         self._done = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.abort()
