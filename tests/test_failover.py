@@ -85,3 +85,68 @@ async def test_same_client_works_after_a_restart(reactor, prefix):
     finally:
         client.close()
         server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_writes_and_reads_under_load_while_the_member_in_use_and_then_the_leader_stop(cluster, reactor,
+                                                                                          prefix):
+    """A steady stream of puts and gets while first the member the client uses, then the leader, is
+    stopped (from a thread: the reactor never blocks). Every acknowledged put is readable afterwards,
+    reads succeed within their deadline, and a put whose answer was lost is reported as OutcomeUnknown
+    - never as success or a clean failure."""
+    from twisted.internet.threads import deferToThread
+
+    from txaioetcd.errors import OutcomeUnknown
+
+    client = Client(reactor, endpoints=cluster.endpoints, timeout=5)
+    acked, unknown, other_errors, reads = [], [], [], []
+    state = {'stop': False, 'n': 0}
+
+    async def writer():
+        while not state['stop']:
+            key = prefix + b'%06d' % state['n']
+            state['n'] += 1
+            try:
+                await client.set(key, b'v')
+                acked.append(key)
+            except OutcomeUnknown:
+                unknown.append(key)
+            except Exception as error:           # noqa: BLE001 - recorded and asserted below
+                other_errors.append(error)
+
+    async def reader():
+        while not state['stop']:
+            started = reactor.seconds()
+            await client.get(prefix + b'000000')
+            reads.append(reactor.seconds() - started)
+
+    from twisted.internet.defer import ensureDeferred, gatherResults
+    workers = [ensureDeferred(writer()) for _ in range(8)] + [ensureDeferred(reader()) for _ in range(2)]
+    stopped = []
+    try:
+        await deferLater(reactor, 1.0, lambda: None)
+        in_use = cluster.endpoints.index(client.endpoint)
+        await deferToThread(cluster.stop_member, in_use)
+        stopped.append(in_use)
+        await deferLater(reactor, 2.0, lambda: None)
+        await deferToThread(cluster.start_member, in_use)       # keep quorum: 2 of 3 running
+        stopped.remove(in_use)
+        leader = await deferToThread(cluster.leader)
+        await deferToThread(cluster.stop_member, leader)
+        stopped.append(leader)
+        await deferLater(reactor, 2.0, lambda: None)
+    finally:
+        state['stop'] = True
+        await gatherResults(workers)
+        for index in stopped:
+            await deferToThread(cluster.start_member, index)
+    try:
+        assert not other_errors, other_errors[:3]
+        assert len(acked) > 100
+        assert max(reads) < 5.5                      # within the deadline
+        stored = await client.get(KeySet(prefix, prefix=True), keys_only=True)
+        present = {kv.key for kv in stored.kvs}
+        assert all(key in present for key in acked)  # no acknowledged write lost
+        assert present <= set(acked) | set(unknown)  # nothing appeared that was neither
+    finally:
+        await client.close()

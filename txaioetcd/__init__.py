@@ -13,10 +13,11 @@ from .lease import Lease, LeaseLost
 from .ops import (CompCreated, CompLease, CompModified, CompValue, CompVersion, OpDel, OpGet, OpSet,
                   OpTxn, Transaction)
 from .watch import EventStream, WatchEvent, Watching
+from .transport._tls import TLSConfig
 from .results import Alarm, Deleted, Hash, Header, KeyValue, Member, Range, Revision, Status, Success, TxnResult
 
 __all__ = (
-    '__version__', 'Client', 'Database', 'pmap', 'KeySet', 'Transaction', 'Failed', 'Success',
+    '__version__', 'Client', 'TLSConfig', 'Database', 'pmap', 'KeySet', 'Transaction', 'Failed', 'Success',
     'CompValue', 'CompVersion', 'CompCreated', 'CompModified', 'CompLease',
     'OpGet', 'OpSet', 'OpDel', 'OpTxn',
     'Lease', 'LeaseLost', 'WatchEvent', 'Watching', 'EventStream',

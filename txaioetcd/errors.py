@@ -22,6 +22,9 @@ The tree::
     │       └── NoLeader
     ├── TransportError               we could not get an answer
     │   ├── ConnectionFailed         could not connect: nothing was sent, safe to retry anywhere
+    │   │   └── TLSError             the TLS handshake failed (nothing was processed)
+    │   │       ├── CertificateUntrusted       server certificate not trusted, or not for this host
+    │   │       └── ClientCertificateRejected  the server refused our client certificate (or its lack)
     │   ├── ConnectionLost           connection dropped before the answer (reads only; see OutcomeUnknown)
     │   ├── Timeout                  no answer within the request's deadline (reads only; see OutcomeUnknown)
     │   ├── OutcomeUnknown           a write was sent but no answer came: it may or may not have been applied
@@ -50,7 +53,8 @@ from __future__ import annotations
 __all__ = (
     'Error', 'ServerError', 'InvalidArgument', 'TooManyOperations', 'EmptyKey', 'RequestTooLarge', 'NoSpace',
     'Compacted', 'FutureRevision', 'NotFound', 'PermissionDenied', 'AuthFailed', 'Unauthenticated',
-    'Unavailable', 'NoLeader', 'TransportError', 'ConnectionFailed', 'ConnectionLost', 'Timeout',
+    'Unavailable', 'NoLeader', 'TransportError', 'ConnectionFailed', 'TLSError', 'CertificateUntrusted',
+    'ClientCertificateRejected', 'ConnectionLost', 'Timeout',
     'OutcomeUnknown', 'ProtocolError', 'Failed', 'Unsupported', 'ClientClosed', 'server_error',
     'TransactionError', 'TransactionConflict', 'TransactionTooLarge', 'ReadOnlyTransaction',
     'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'CommitOutcomeUnknown', 'TableError',
@@ -157,6 +161,20 @@ class TransportError(Error):
 
 class ConnectionFailed(TransportError):
     """No connection could be made; the request was not sent."""
+
+
+class TLSError(ConnectionFailed):
+    """The TLS connection could not be set up. The server processed nothing: like any
+    ConnectionFailed, the request is safe to retry (after fixing the configuration)."""
+
+
+class CertificateUntrusted(TLSError):
+    """The server's certificate is not signed by a trusted CA, or does not name the host we asked
+    for (``TLSConfig.ca_file``, ``TLSConfig.server_hostname``)."""
+
+
+class ClientCertificateRejected(TLSError):
+    """The server (``--client-cert-auth``) refused our client certificate, or we sent none."""
 
 
 class ConnectionLost(TransportError):

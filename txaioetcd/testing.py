@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -139,8 +140,8 @@ def _loopback_host(host: str) -> str:
                      f'listens on this machine (use 127.0.0.1 or ::1)')
 
 
-def _http_url(host: str, port: int) -> str:
-    return f'http://[{host}]:{port}' if ':' in host else f'http://{host}:{port}'
+def _http_url(host: str, port: int, scheme: str = 'http') -> str:
+    return f'{scheme}://[{host}]:{port}' if ':' in host else f'{scheme}://{host}:{port}'
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -161,11 +162,11 @@ def _free_ports(host: str, count: int) -> list[int]:
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _request_json(url: str, timeout: float, body: Any = None) -> Any:
+def _request_json(url: str, timeout: float, body: Any = None, opener=None) -> Any:
     """GET *url* (or POST *body* as JSON) and return the parsed JSON answer."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={'Content-Type': 'application/json'})
-    with _opener.open(request, timeout=timeout) as response:
+    with (opener or _opener).open(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -182,6 +183,12 @@ class LocalEtcd:
     ``with LocalEtcd() as etcd:`` starts it and afterwards stops it and removes what it created.
     ``stop()`` then ``start()`` restarts the same member with its data; ``kill()`` simulates a crash.
     Ports not given are chosen free; a data dir not given is a temporary one, removed by ``close()``.
+
+    TLS: ``tls_cert_file`` and ``tls_key_file`` (PEM) make it serve ``https://`` client URLs;
+    ``tls_ca_file`` in addition requires client certificates signed by that CA
+    (``--client-cert-auth``). ``unix_socket=True`` listens on a unix socket too (``unix_url``:
+    ``unix://...``, or ``unixs://...`` with TLS). With TLS, readiness is read from a plain-http
+    metrics listener on loopback, which answers /health without a client certificate.
     """
 
     def __init__(self, *, binary: str | None = None, data_dir: str | None = None,
@@ -190,7 +197,13 @@ class LocalEtcd:
                  initial_cluster: str | None = None, cluster_token: str | None = None,
                  max_txn_ops: int | None = None, max_request_bytes: int | None = None,
                  auth_token_ttl: int | None = None, extra_args: Sequence[str] = (),
-                 fast: bool = True) -> None:
+                 fast: bool = True, tls_cert_file: str | None = None, tls_key_file: str | None = None,
+                 tls_ca_file: str | None = None, unix_socket: bool = False) -> None:
+        if (tls_cert_file is None) != (tls_key_file is None) or (tls_ca_file and not tls_cert_file):
+            raise ValueError('LocalEtcd: give tls_cert_file and tls_key_file together '
+                             '(and tls_ca_file only with them)')
+        self._tls = [os.path.abspath(path) if path else None
+                     for path in (tls_cert_file, tls_key_file, tls_ca_file)]
         self.binary = find_etcd_binary(binary)
         self.host = _loopback_host(host)
         self.name = name
@@ -211,16 +224,45 @@ class LocalEtcd:
         self.log_path = os.path.join(self._log_dir, f'etcd-{name}.log')
         self._process: subprocess.Popen | None = None
         self._log_file: IO[bytes] | None = None
+        # etcd only takes unix listen URLs as unix://name:port and creates the socket file
+        # "name:port" in its working directory, so it runs in a directory of its own.
+        self._socket_dir = tempfile.mkdtemp(prefix='etcd-sock-') if unix_socket else None
+        self.metrics_port = self._choose_metrics_port() if self.tls else None
 
     def _choose_ports(self) -> tuple[int, int]:
         client_port, peer_port = self._asked_ports
         free = iter(_free_ports(self.host, self._asked_ports.count(None)))
         return client_port or next(free), peer_port or next(free)
 
+    def _choose_metrics_port(self) -> int:
+        return next(port for port in _free_ports(self.host, 3)
+                    if port not in (self.client_port, self.peer_port))
+
+    @property
+    def tls(self) -> bool:
+        """Whether clients talk TLS to this member."""
+        return self._tls[0] is not None
+
     @property
     def url(self) -> str:
-        """The client URL, such as ``http://127.0.0.1:2379``."""
-        return _http_url(self.host, self.client_port)
+        """The client URL, such as ``http://127.0.0.1:2379`` (``https://`` with TLS)."""
+        return _http_url(self.host, self.client_port, 'https' if self.tls else 'http')
+
+    @property
+    def unix_url(self) -> str | None:
+        """With ``unix_socket=True``, the client URL of the unix socket (``unix:///tmp/.../localhost:PORT``,
+        ``unixs://`` with TLS), else None."""
+        if self._socket_dir is None:
+            return None
+        return f'{self._unix_scheme}://{os.path.join(self._socket_dir, self._unix_name)}'
+
+    @property
+    def _unix_scheme(self) -> str:
+        return 'unixs' if self.tls else 'unix'
+
+    @property
+    def _unix_name(self) -> str:
+        return f'localhost:{self.client_port}'
 
     @property
     def endpoints(self) -> list[str]:
@@ -247,8 +289,11 @@ class LocalEtcd:
     @property
     def command(self) -> list[str]:
         """The command line this member runs."""
+        listen = self.url
+        if self._socket_dir is not None:
+            listen += f',{self._unix_scheme}://{self._unix_name}'
         args = [self.binary, '--name', self.name, '--data-dir', self.data_dir,
-                '--listen-client-urls', self.url, '--advertise-client-urls', self.url,
+                '--listen-client-urls', listen, '--advertise-client-urls', self.url,
                 '--listen-peer-urls', self.peer_url, '--initial-advertise-peer-urls', self.peer_url,
                 '--initial-cluster', self._initial_cluster or f'{self.name}={self.peer_url}',
                 '--initial-cluster-token', self.cluster_token, '--initial-cluster-state', 'new',
@@ -258,6 +303,12 @@ class LocalEtcd:
             args += ['--heartbeat-interval', '50', '--election-timeout', '500']
             if etcd_version(self.binary) >= (3, 5, 0):
                 args.append('--unsafe-no-fsync')  # 3.4 does not know this flag
+        cert_file, key_file, ca_file = self._tls
+        if cert_file:
+            args += ['--cert-file', cert_file, '--key-file', key_file,
+                     '--listen-metrics-urls', _http_url(self.host, self.metrics_port)]
+        if ca_file:
+            args += ['--client-cert-auth', '--trusted-ca-file', ca_file]
         return args + self._limits + self._extra_args
 
     def start(self, timeout: float = 30.0, wait: str | None = 'health') -> None:
@@ -282,6 +333,8 @@ class LocalEtcd:
                 if attempt == 1 and None in self._asked_ports and \
                         'address already in use' in self._log_text(since=log_size):
                     self.client_port, self.peer_port = self._choose_ports()
+                    if self.tls:
+                        self.metrics_port = self._choose_metrics_port()
                     continue
                 raise
 
@@ -292,9 +345,10 @@ class LocalEtcd:
         # in order, by PID.
         self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                          stderr=subprocess.STDOUT, env=_child_environment(),
-                                         start_new_session=True)
+                                         start_new_session=True, cwd=self._socket_dir)
         with _running_lock:
-            _running[self._process] = [self._log_dir] + ([self.data_dir] if self._owns_data_dir else [])
+            _running[self._process] = ([self._log_dir] + ([self.data_dir] if self._owns_data_dir else []) +
+                                       ([self._socket_dir] if self._socket_dir else []))
 
     def wait_ready(self, wait: str | None = 'health', timeout: float = 30.0) -> None:
         """Wait at most *timeout* seconds until the running etcd answers (see `start`), else raise
@@ -306,18 +360,24 @@ class LocalEtcd:
             if wait is None or self._answers(wait):
                 return
             if time.monotonic() >= deadline:
-                where = f'{self.url}/health' if wait == 'health' else f'{self.peer_url}/version'
+                where = self._health_url if wait == 'health' else f'{self.peer_url}/version'
                 raise EtcdStartError(self._failure(f'etcd did not answer {where} within {timeout:g} s'))
             time.sleep(0.05)
         raise EtcdStartError(self._failure(f'etcd exited with code {self.returncode}'))
 
     def _answers(self, wait: str) -> bool:
-        url = f'{self.url}/health' if wait == 'health' else f'{self.peer_url}/version'
+        url = self._health_url if wait == 'health' else f'{self.peer_url}/version'
         try:
             body = _request_json(url, timeout=1.0)
         except _NOT_ANSWERING:
             return False
         return body.get('health') == 'true' if wait == 'health' else 'etcdserver' in body
+
+    @property
+    def _health_url(self) -> str:
+        if self.tls:
+            return f'{_http_url(self.host, self.metrics_port)}/health'
+        return f'{self.url}/health'
 
     def _failure(self, reason: str) -> str:
         return (f'{reason}\ncommand: {shlex.join(self.command)}\n'
@@ -355,6 +415,8 @@ class LocalEtcd:
         if self._owns_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         shutil.rmtree(self._log_dir, ignore_errors=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalEtcd:
         try:
@@ -381,8 +443,17 @@ class LocalEtcd:
             return ''
 
     def status(self) -> dict[str, Any]:
-        """This member's maintenance status (a blocking POST /v3/maintenance/status), as parsed JSON."""
-        return _request_json(f'{self.url}/v3/maintenance/status', timeout=2.0, body={})
+        """This member's maintenance status (a blocking POST /v3/maintenance/status), as parsed JSON.
+        With TLS the server certificate is not checked (the process is our own, on loopback); a member
+        that requires client certificates cannot answer this."""
+        opener = None
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                 urllib.request.HTTPSHandler(context=context))
+        return _request_json(f'{self.url}/v3/maintenance/status', timeout=2.0, body={}, opener=opener)
 
     def __repr__(self) -> str:
         return f'<LocalEtcd {self.name} {self.url} pid={self.pid}>'

@@ -1,4 +1,5 @@
-"""Endpoint URLs: ``http://host:port`` and ``unix:///path/to/socket`` → Twisted client endpoints."""
+"""Endpoint URLs → Twisted client endpoints: ``http://host:port``, ``https://host:port``,
+``unix:///path/to/socket`` and ``unixs:///path/to/socket`` (TLS over a unix socket)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint, TC
 
 __all__ = ('Endpoint', 'parse_endpoint')
 
-_SCHEMES = ('http', 'unix')
+_SCHEMES = ('http', 'https', 'unix', 'unixs')
+_UNIX = ('unix', 'unixs')
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,35 @@ class Endpoint:
     path: str = ''
 
     @property
+    def secure(self) -> bool:
+        return self.scheme in ('https', 'unixs')
+
+    @property
     def host_header(self) -> bytes:
-        if self.scheme == 'unix':
+        if self.scheme in _UNIX:
             return b'localhost'
         host = f'[{self.host}]' if ':' in self.host else self.host
         return f'{host}:{self.port}'.encode('ascii')
 
-    def connector(self, reactor, connect_timeout: float):
-        """The Twisted IStreamClientEndpoint that opens connections to this member."""
-        if self.scheme == 'unix':
+    def connector(self, reactor, connect_timeout: float, tls=None):
+        """The Twisted IStreamClientEndpoint that opens connections to this member; ``tls`` (a
+        TLSConfig) for https/unixs, None meaning the platform's trusted CAs and no client certificate."""
+        inner = self._plain_connector(reactor, connect_timeout)
+        if not self.secure:
+            if tls is not None:
+                # Silently sending in clear what was meant to be protected would be worse than failing.
+                raise ValueError(f'endpoint {self.url!r}: tls= is given but the endpoint is not '
+                                 f'https:// or unixs://')
+            return inner
+        from ._tls import TLSConfig, TLSEndpoint, client_tls_options
+        tls = tls or TLSConfig()
+        # etcd's certificates for unix sockets usually name localhost; TLSConfig.server_hostname overrides.
+        hostname = tls.server_hostname or ('localhost' if self.scheme == 'unixs' else self.host)
+        return TLSEndpoint(reactor, inner, client_tls_options(tls, hostname), self.url, hostname,
+                           connect_timeout)
+
+    def _plain_connector(self, reactor, connect_timeout: float):
+        if self.scheme in _UNIX:
             return UNIXClientEndpoint(reactor, self.path, timeout=connect_timeout)
         try:
             address = ipaddress.ip_address(self.host)
@@ -51,14 +73,15 @@ def parse_endpoint(url: str) -> Endpoint:
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         raise ValueError(f'endpoint {url!r}: scheme {parts.scheme!r} is not supported '
-                         f'(use http://host:port or unix:///path/to/socket)')
-    if scheme == 'unix':
+                         f'(use http://host:port, https://host:port, unix:///path/to/socket '
+                         f'or unixs:///path/to/socket)')
+    if scheme in _UNIX:
         path = parts.netloc + parts.path if parts.netloc else parts.path
         if not path:
             raise ValueError(f'endpoint {url!r}: unix endpoints need a socket path, e.g. unix:///run/etcd.sock')
         return Endpoint(url, scheme, '', 0, path)
     if not parts.hostname:
-        raise ValueError(f'endpoint {url!r} has no host; expected http://host:port')
+        raise ValueError(f'endpoint {url!r} has no host; expected {scheme}://host:port')
     try:
         port = parts.port or 2379
     except ValueError:

@@ -20,8 +20,9 @@ import ujson
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from zope.interface import implementer
 
-from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, OutcomeUnknown, ProtocolError, ServerError,
-                      Timeout, TransportError, Unavailable, Unsupported, server_error)
+from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, NoLeader, OutcomeUnknown,
+                      ProtocolError, ServerError, Timeout, TLSError, TransportError, Unavailable,
+                      Unsupported, server_error)
 from . import ITransport
 from ._endpoints import parse_endpoint
 from ._http import ConnectionPool, Receiver
@@ -145,7 +146,7 @@ class _Call(Receiver):
     __slots__ = ('_transport', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
                  '_index', '_tries', '_member', '_pending', '_connection', '_sent', '_status',
                  '_content_type', '_chunks', '_errors', '_done', '_reused', '_stale_retries',
-                 '_prefix_index', '_waits', '_retry')
+                 '_prefix_index', '_waits', '_retry', '_reached', '_failures')
 
     def __init__(self, transport: GatewayTransport, rpc: str, body: bytes, describe: str,
                  idempotent: bool):
@@ -171,6 +172,8 @@ class _Call(Receiver):
         self._prefix_index = 0
         self._waits = 0
         self._retry = None
+        self._reached = False
+        self._failures = []
 
     def start(self, timeout: float) -> Deferred:
         self._result = Deferred(self._cancelled)
@@ -193,18 +196,35 @@ class _Call(Receiver):
     def _next_member(self, error: Exception) -> None:
         """Try the next member, or give up when every member had its turn."""
         self._errors.append(f'{self._member.url}: {error.reason if hasattr(error, "reason") else error}')
+        self._failures.append(error)
+        if not isinstance(error, ConnectionFailed):
+            self._reached = True        # some member is up: worth waiting for it (or an election)
         if self._tries >= len(self._transport._members):
             if isinstance(error, (ConnectionFailed, ConnectionLost)):
                 self._transport.connection.down()
-            if isinstance(error, ConnectionFailed) and self._transport.lazy:
-                # Nothing was sent: wait for an endpoint to come up, until the deadline says no.
+            retryable = not isinstance(error, TLSError)    # a certificate does not fix itself
+            waits = retryable and (
+                (isinstance(error, ConnectionFailed) and self._transport.lazy) or
+                (self._idempotent and self._reached and len(self._transport._members) > 1 and
+                 isinstance(error, (ConnectionFailed, ConnectionLost, Unavailable))))
+            if waits:
+                # Nothing was sent (or it is safe to send again): a lazy client waits for an endpoint
+                # to come up, and a read to a cluster waits out an election or a restart - with
+                # growing, jittered pauses, until the deadline says no.
                 self._waits += 1
                 self._tries = 0
+                self._index += 1
+                self._sent = False
+                self._status = 0
+                self._chunks = []
                 pause = random.uniform(0.5, 1.0) * min(1.0, 0.05 * 2 ** min(self._waits, 5))
                 self._retry = self._transport._reactor.callLater(pause, self._retry_now)
                 return
             if isinstance(error, ConnectionFailed) and len(self._errors) > 1:
-                error = ConnectionFailed('no endpoint could be reached (' + '; '.join(self._errors) + ')')
+                # Keep a specific class (e.g. CertificateUntrusted) when every endpoint failed alike.
+                kind = type(error) if all(isinstance(e, type(error)) for e in self._failures) \
+                    else ConnectionFailed
+                error = kind('no endpoint could be reached (' + '; '.join(self._errors) + ')')
             self._finish_error(_with_request(error, self._describe))
             return
         self._index += 1
@@ -303,8 +323,17 @@ class _Call(Receiver):
                                              self._describe))
             return
         refused = server_error(code, message, self._describe)
-        if isinstance(refused, Unavailable) and self._idempotent:
-            self._next_member(refused)
+        if isinstance(refused, Unavailable):
+            if self._idempotent or isinstance(refused, NoLeader):
+                # A read may go anywhere; "no leader" is refused before etcd looks at the request.
+                self._next_member(refused)
+                return
+            # Any other "unavailable" came after the request went on to etcd (the gateway lost its
+            # connection to the server, the proposal timed out, the leader changed): it may have
+            # been applied.
+            self._finish_error(OutcomeUnknown(
+                f'{member.url} answered "{message}" after taking the request; it may or may not '
+                f'have been applied - read the key back to find out', self._describe, refused))
             return
         self._finish_error(refused)
 

@@ -1,0 +1,254 @@
+"""TLS against real etcd servers: https:// and unixs:// endpoints, server verification, mutual TLS.
+
+Certificates are made here with `cryptography`: a CA, a server certificate for 127.0.0.1 and
+localhost, a client certificate, and a second, unrelated CA (with a client certificate of its own).
+Every failure case must fail fast with its specific error, never hang until a deadline.
+"""
+
+import datetime
+import ipaddress
+import sys
+import time
+
+import pytest
+import pytest_twisted
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.internet.task import deferLater
+
+from txaioetcd import Client, CompValue, OpGet, OpSet, Transaction
+from txaioetcd.errors import (CertificateUntrusted, ClientCertificateRejected, ConnectionFailed,
+                              OutcomeUnknown, TLSError)
+from txaioetcd.transport._tls import TLSConfig
+
+FAST = 5.0      # a TLS failure must be reported well within this (the calls' deadline is 10 s)
+
+
+# -- certificates
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject, key, issuer, issuer_key, *, ca=False, sans=(), usage=None):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(directory, name, certificate, key):
+    cert_path, key_path = directory / f'{name}.pem', directory / f'{name}-key.pem'
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def _authority(directory, name):
+    """A CA and a client certificate it signed: {'ca', 'client', 'client_key', 'sign'}."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate(name, key, name, key, ca=True)
+    ca_path, _ = _write(directory, name, ca, key)
+
+    def sign(subject, sans=(), usage=(ExtendedKeyUsageOID.SERVER_AUTH,)):
+        leaf_key = ec.generate_private_key(ec.SECP256R1())
+        return _write(directory, f'{name}-{subject}',
+                      _certificate(subject, leaf_key, name, key, sans=sans, usage=list(usage)), leaf_key)
+    client, client_key = sign('client', usage=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    return {'ca': ca_path, 'client': client, 'client_key': client_key, 'sign': sign}
+
+
+@pytest.fixture(scope='module')
+def pki(tmp_path_factory):
+    directory = tmp_path_factory.mktemp('pki')
+    main, other = _authority(directory, 'txaioetcd-test-ca'), _authority(directory, 'unrelated-ca')
+    # Server and client auth both: etcd 3.5 also uses the server certificate as a client (gateway).
+    main['server'], main['server_key'] = main['sign'](
+        'etcd', sans=(x509.DNSName('localhost'), x509.IPAddress(ipaddress.ip_address('127.0.0.1'))),
+        usage=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH))
+    return {'main': main, 'other': other}
+
+
+@pytest.fixture(scope='module')
+def tls_etcd(etcd_factory, pki):
+    """Serves https:// and unixs://; no client certificates required."""
+    main = pki['main']
+    return etcd_factory(tls_cert_file=main['server'], tls_key_file=main['server_key'], unix_socket=True)
+
+
+@pytest.fixture(scope='module')
+def mtls_etcd(etcd_factory, pki):
+    """Serves https:// and requires client certificates signed by the main CA."""
+    main = pki['main']
+    return etcd_factory(tls_cert_file=main['server'], tls_key_file=main['server_key'],
+                        tls_ca_file=main['ca'])
+
+
+# -- helpers
+
+async def _roundtrip(reactor, client, prefix):
+    """set, get, txn and a watch all work over ``client``."""
+    seen = []
+    watching = client.watch(prefix + b'w', seen.append)
+    await watching.ready()
+    try:
+        await client.set(prefix + b'k', b'v')
+        assert (await client.get(prefix + b'k')).kvs[0].value == b'v'
+        result = await client.submit(Transaction(compare=[CompValue(prefix + b'k', '==', b'v')],
+                                                 success=[OpSet(prefix + b'k', b'v2'),
+                                                          OpGet(prefix + b'k')]))
+        assert result.responses[1].kvs[0].value == b'v2'
+        await client.set(prefix + b'w', b'event')
+        deadline = time.monotonic() + 10
+        while not seen:
+            assert time.monotonic() < deadline, 'no watch event within 10 s'
+            await _sleep(reactor, 0.02)
+        assert seen[0].key == prefix + b'w' and seen[0].kv.value == b'event'
+    finally:
+        watching.cancel()
+
+
+def _sleep(reactor, seconds):
+    return deferLater(reactor, seconds, lambda: None)
+
+
+async def _fails_fast(call, error_class):
+    """``call()`` fails with ``error_class`` within FAST seconds; returns the error."""
+    started = time.monotonic()
+    with pytest.raises(error_class) as caught:
+        await call()
+    assert time.monotonic() - started < FAST, f'took {time.monotonic() - started:.1f} s'
+    return caught.value
+
+
+@pytest.fixture
+def clients(reactor):
+    made = []
+
+    def make(url, **options):
+        made.append(Client(reactor, url=url, timeout=10, **options))
+        return made[-1]
+    yield make
+    for client in made:
+        client.close()
+
+
+# -- server verification
+
+@pytest_twisted.ensureDeferred
+async def test_https_with_ca_file(tls_etcd, pki, clients, reactor, prefix):
+    assert tls_etcd.url.startswith('https://127.0.0.1:')
+    client = clients(tls_etcd.url, tls=TLSConfig(ca_file=pki['main']['ca']))
+    await _roundtrip(reactor, client, prefix)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unixs_verifies_localhost(tls_etcd, pki, clients, reactor, prefix):
+    assert tls_etcd.unix_url.startswith('unixs:///')
+    client = clients(tls_etcd.unix_url, tls=TLSConfig(ca_file=pki['main']['ca']))
+    await _roundtrip(reactor, client, prefix)
+
+
+@pytest_twisted.ensureDeferred
+async def test_untrusted_server_certificate(tls_etcd, pki, clients, prefix):
+    client = clients(tls_etcd.url, tls=TLSConfig(ca_file=pki['other']['ca']))
+    error = await _fails_fast(lambda: client.get(prefix + b'k'), CertificateUntrusted)
+    assert 'ca_file' in str(error) and str(prefix + b'k') in str(error)
+    # A write refused at the handshake was not processed: the specific error, not OutcomeUnknown.
+    error = await _fails_fast(lambda: client.set(prefix + b'k', b'v'), CertificateUntrusted)
+    assert not isinstance(error, OutcomeUnknown)
+
+
+@pytest_twisted.ensureDeferred
+async def test_platform_trust_does_not_know_the_test_ca(tls_etcd, clients, prefix):
+    client = clients(tls_etcd.url)          # https:// without tls=: the platform's CAs
+    await _fails_fast(lambda: client.get(prefix + b'k'), CertificateUntrusted)
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostname_mismatch(tls_etcd, pki, clients, prefix):
+    client = clients(tls_etcd.url, tls=TLSConfig(ca_file=pki['main']['ca'],
+                                                 server_hostname='etcd.example.com'))
+    error = await _fails_fast(lambda: client.get(prefix + b'k'), CertificateUntrusted)
+    assert 'etcd.example.com' in str(error)
+    await _fails_fast(lambda: client.set(prefix + b'k', b'v'), CertificateUntrusted)
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostname_mismatch_on_unixs(tls_etcd, pki, clients, prefix):
+    client = clients(tls_etcd.unix_url, tls=TLSConfig(ca_file=pki['main']['ca'],
+                                                      server_hostname='etcd.example.com'))
+    await _fails_fast(lambda: client.get(prefix + b'k'), CertificateUntrusted)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_to_a_plain_http_server_fails_fast(etcd, pki, clients, prefix):
+    if not etcd.url.startswith('http://'):
+        pytest.skip('the session etcd is not a plain http one')
+    url = etcd.url.replace('http://', 'https://')
+    client = clients(url, tls=TLSConfig(ca_file=pki['main']['ca']))
+    error = await _fails_fast(lambda: client.get(prefix + b'k'), TLSError)
+    assert isinstance(error, ConnectionFailed)
+
+
+# -- mutual TLS
+
+@pytest_twisted.ensureDeferred
+async def test_mtls_with_client_certificate(mtls_etcd, pki, clients, reactor, prefix):
+    main = pki['main']
+    client = clients(mtls_etcd.url, tls=TLSConfig(ca_file=main['ca'], cert_file=main['client'],
+                                                  key_file=main['client_key']))
+    await _roundtrip(reactor, client, prefix)
+
+
+@pytest_twisted.ensureDeferred
+async def test_mtls_without_client_certificate(mtls_etcd, pki, clients, prefix):
+    client = clients(mtls_etcd.url, tls=TLSConfig(ca_file=pki['main']['ca']))
+    error = await _fails_fast(lambda: client.get(prefix + b'k'), ClientCertificateRejected)
+    assert 'cert_file' in str(error)
+    await _fails_fast(lambda: client.set(prefix + b'k', b'v'), ClientCertificateRejected)
+
+
+@pytest_twisted.ensureDeferred
+async def test_mtls_with_certificate_of_another_ca(mtls_etcd, pki, clients, prefix):
+    other = pki['other']
+    client = clients(mtls_etcd.url, tls=TLSConfig(ca_file=pki['main']['ca'], cert_file=other['client'],
+                                                  key_file=other['client_key']))
+    await _fails_fast(lambda: client.get(prefix + b'k'), ClientCertificateRejected)
+    await _fails_fast(lambda: client.set(prefix + b'k', b'v'), ClientCertificateRejected)
+
+
+# -- configuration
+
+def test_tls_for_a_plain_endpoint_is_refused(reactor, pki):
+    with pytest.raises(ValueError, match='not https'):
+        Client(reactor, url='http://127.0.0.1:2379', tls=TLSConfig(ca_file=pki['main']['ca']))
+
+
+def test_unreadable_files_are_reported(reactor, tmp_path):
+    with pytest.raises(ValueError, match='ca_file'):
+        Client(reactor, url='https://127.0.0.1:2379', tls=TLSConfig(ca_file=str(tmp_path / 'nope.pem')))
+    with pytest.raises(ValueError, match='key_file needs cert_file'):
+        TLSConfig(key_file='key.pem')
+
+
+def test_missing_pyopenssl_says_what_to_install(reactor, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'OpenSSL', None)
+    with pytest.raises(ImportError, match=r"pip install 'txaioetcd\[tls\]'"):
+        Client(reactor, url='https://127.0.0.1:2379')
