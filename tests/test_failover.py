@@ -150,3 +150,27 @@ async def test_writes_and_reads_under_load_while_the_member_in_use_and_then_the_
         assert present <= set(acked) | set(unknown)  # nothing appeared that was neither
     finally:
         await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_auto_sync_learns_the_members_and_fails_over_to_them(cluster, reactor, prefix):
+    from twisted.internet.threads import deferToThread
+
+    given = cluster.endpoints[0]
+    client = Client(reactor, endpoints=[given], auto_sync=True, timeout=10)
+    try:
+        for _ in range(100):
+            if len(client.endpoints) == 3:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        assert sorted(client.endpoints) == sorted(cluster.endpoints)
+        await client.set(prefix + b'k', b'v')
+        await deferToThread(cluster.stop_member, 0)
+        try:
+            assert (await client.get(prefix + b'k')).kvs[0].value == b'v'
+            await client.set(prefix + b'k2', b'v2')
+            assert client.endpoint != given
+        finally:
+            await deferToThread(cluster.start_member, 0)
+    finally:
+        await client.close()

@@ -30,7 +30,9 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
     ``pool_size`` bounds the connections per endpoint (requests beyond it queue); ``username`` and
     ``password`` log in to an etcd with authentication on (renewing the token when etcd rejects it);
     ``lazy=True`` lets requests wait (within their timeout) for an endpoint to come up instead of
-    failing at once with ConnectionFailed; ``transport`` replaces the JSON-gateway transport.
+    failing at once with ConnectionFailed; ``auto_sync=True`` asks the cluster for its members at
+    once and every ``sync_interval`` seconds and adds the client URLs it was not given (of the same
+    scheme); ``transport`` replaces the JSON-gateway transport.
     ``tls`` (a TLSConfig: ``ca_file``, ``cert_file``, ``key_file``, ``server_hostname``) configures the
     ``https://`` and ``unixs://`` endpoints: the CA to trust (default: the platform's), the client
     certificate for servers with ``--client-cert-auth``, the host name to verify (needs the ``tls``
@@ -42,7 +44,8 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
 
     def __init__(self, reactor, url: str | None = None, *, endpoints=None, timeout: float = 10.0,
                  pool_size: int = 32, connect_timeout: float = 5.0, username: str | None = None,
-                 password: str | None = None, lazy: bool = False, transport=None, tls=None):
+                 password: str | None = None, lazy: bool = False, auto_sync: bool = False,
+                 sync_interval: float = 30.0, transport=None, tls=None):
         if transport is None:
             if url is not None and endpoints is not None:
                 raise ValueError('Client: give url or endpoints, not both')
@@ -64,6 +67,8 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
         self._credentials = (username, password) if username is not None else None
         self._token = ''
         self._login_waiters = None
+        self._sync_interval = sync_interval
+        self._sync_timer = reactor.callLater(0, self._sync) if auto_sync else None
 
     def __repr__(self):
         return f'Client(endpoints={self.endpoints!r})'
@@ -160,6 +165,26 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
         d.addCallback(op.parse)
         return d
 
+    def _sync(self) -> None:
+        """Learn the cluster's members and talk to those not known yet (auto_sync)."""
+        self._sync_timer = None
+        if self._closed:
+            return
+        schemes = {endpoint.split('://', 1)[0] for endpoint in self.endpoints}
+
+        def found(members):
+            for member in members:
+                for url in member.client_urls:
+                    if url.split('://', 1)[0] in schemes:
+                        self._transport.add_endpoint(url)
+
+        def again(_):
+            if not self._closed:
+                self._sync_timer = self._reactor.callLater(self._sync_interval, self._sync)
+        d = self.members()
+        d.addCallbacks(found, lambda failure: None)     # unreachable now: the next sync tries again
+        d.addBoth(again)
+
     def lock(self, name: bytes, *, ttl: int = 10):
         """A distributed lock named ``name``: ``async with client.lock(b'jobs'): ...`` (recipes.lock)."""
         # Imported here: recipes build on the client, so the core does not import them when it loads.
@@ -174,4 +199,7 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
     def close(self) -> Deferred:
         """Close every connection; later calls fail with ClientClosed."""
         self._closed = True
+        if self._sync_timer is not None and self._sync_timer.active():
+            self._sync_timer.cancel()
+        self._sync_timer = None
         return self._transport.close()

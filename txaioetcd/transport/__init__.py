@@ -34,6 +34,9 @@ class ITransport(Interface):
     def endpoint_failed(error):
         """A stream broke with ``error``: a hint to move streams and calls to another endpoint."""
 
+    def add_endpoint(url):
+        """Talk to one more member from now on (auto-sync found it) → whether it was new."""
+
     def set_token(token):
         """Send ``token`` (str or None) as the auth token on every following request."""
 

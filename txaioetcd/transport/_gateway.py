@@ -44,6 +44,7 @@ class _Member:
                                    pool_size)
         self.prefix_index = 0
         self.prefix_confirmed = False
+        self.avoid_until = 0.0       # reactor time until which calls start elsewhere
         self._heads: dict[str, bytes] = {}
         self._token = b''
 
@@ -86,6 +87,7 @@ class GatewayTransport:
     """
 
     lazy = False
+    AVOID_SECONDS = 3.0     # how long a member that failed is passed over when a call starts
 
     def __init__(self, reactor, endpoints, pool_size: int = 32, connect_timeout: float = 5.0, tls=None):
         """``tls``: a TLSConfig for the https:// and unixs:// endpoints (None: the platform's CAs)."""
@@ -94,6 +96,7 @@ class GatewayTransport:
         if not endpoints:
             raise ValueError('GatewayTransport needs at least one endpoint URL')
         self._reactor = reactor
+        self._member_options = (pool_size, connect_timeout, tls)
         self._members = [_Member(reactor, url, pool_size, connect_timeout, tls) for url in endpoints]
         self._preferred = 0
         self._closed = False
@@ -127,7 +130,29 @@ class GatewayTransport:
     def endpoint_failed(self, error: Exception) -> None:
         """A stream on the preferred endpoint broke for a transport reason: prefer the next one."""
         if isinstance(error, (ConnectionFailed, ConnectionLost, Timeout)) and len(self._members) > 1:
-            self._preferred = (self._preferred + 1) % len(self._members)
+            self._avoid(self._members[self._preferred])
+            self._preferred = self._start_index()
+
+    def add_endpoint(self, url: str) -> bool:
+        """Talk to one more member (auto-sync found it) → whether it was new."""
+        if url in self.endpoints or self._closed:
+            return False
+        self._members.append(_Member(self._reactor, url, *self._member_options))
+        return True
+
+    def _avoid(self, member: _Member) -> None:
+        if len(self._members) > 1:
+            member.avoid_until = self._reactor.seconds() + self.AVOID_SECONDS
+
+    def _start_index(self) -> int:
+        """Where a call starts: the preferred member, unless it failed lately and another did not."""
+        now = self._reactor.seconds()
+        count = len(self._members)
+        for step in range(count):
+            index = (self._preferred + step) % count
+            if self._members[index].avoid_until <= now:
+                return index
+        return self._preferred
 
     def _moved_on(self, index: int) -> None:
         # Prefer the member that just answered, so later calls skip the dead one.
@@ -155,7 +180,7 @@ class _Call(Receiver):
         self._body = body
         self._describe = describe
         self._idempotent = idempotent
-        self._index = transport._preferred
+        self._index = transport._start_index()
         self._tries = 0
         self._member = None
         self._pending = None        # Deferred of a connection being acquired
@@ -197,6 +222,8 @@ class _Call(Receiver):
         """Try the next member, or give up when every member had its turn."""
         self._errors.append(f'{self._member.url}: {error.reason if hasattr(error, "reason") else error}')
         self._failures.append(error)
+        if isinstance(error, (ConnectionFailed, ConnectionLost, Unavailable)):
+            self._transport._avoid(self._member)
         if not isinstance(error, ConnectionFailed):
             self._reached = True        # some member is up: worth waiting for it (or an election)
         if self._tries >= len(self._transport._members):
@@ -370,6 +397,13 @@ class _Call(Receiver):
             return
         sent = self._connection is not None
         self._abandon()
+        if sent:
+            # A member that took a request and stayed silent until the deadline: later calls start
+            # elsewhere for a while (a hung member must not keep the client pinned).
+            transport = self._transport
+            transport._avoid(self._member)
+            if transport._members[transport._preferred] is self._member:
+                transport._preferred = transport._start_index()
         if sent and not self._idempotent:
             self._finish_error(OutcomeUnknown(
                 f'no answer from {self._member.url} within {timeout:g} s after the request was sent; '
