@@ -57,3 +57,32 @@ def split_http_requests(buffer: bytes) -> tuple[list[HttpRequest], bytes]:
         raw, buffer = buffer[:end], buffer[end:]
         requests.append(HttpRequest(head, raw[head_end + 4:], raw))
     return requests, buffer
+
+
+async def within(reactor, d, timeout, what):
+    """The result of Deferred ``d`` (raised if it failed), or AssertionError after ``timeout`` s.
+
+    ``d`` itself is neither cancelled nor changed (cancelling a watch's ``done`` would end the
+    watch), except that a failure it ends with is taken over here, not left unhandled.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    result = Deferred()
+
+    def expired():
+        if not result.called:
+            result.errback(AssertionError(f'waited {timeout} s for {what}'))
+    timer = reactor.callLater(timeout, expired)
+
+    def settled(value):
+        if timer.active():
+            timer.cancel()
+        if not result.called:
+            if isinstance(value, Failure):
+                result.errback(value)
+            else:
+                result.callback(value)
+        return None if isinstance(value, Failure) else value
+    d.addBoth(settled)
+    return await result

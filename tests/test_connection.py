@@ -5,7 +5,6 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from txaioetcd import Client, errors

@@ -13,14 +13,12 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
 
 from txaioetcd import Client, KeySet, Lease, LeaseLost
 from txaioetcd.errors import Error
 
-from _loopback import connected
+from _loopback import connected, within
 
 
 # -- helpers
@@ -38,27 +36,7 @@ async def _until(reactor, predicate, timeout, what, interval=0.05):
         await _sleep(reactor, interval)
 
 
-async def _within(reactor, d, timeout, what):
-    """The result of Deferred ``d`` (raised if it failed), or AssertionError after ``timeout`` s
-    (``d`` is left alone: cancelling ``lease.expired`` is not what the test is about)."""
-    result = defer.Deferred()
-
-    def expired():
-        if not result.called:
-            result.errback(AssertionError(f'waited {timeout} s for {what}'))
-    timer = reactor.callLater(timeout, expired)
-
-    def settled(value):
-        if timer.active():
-            timer.cancel()
-        if not result.called:
-            if isinstance(value, Failure):
-                result.errback(value)
-            else:
-                result.callback(value)
-        return value
-    d.addBoth(settled)
-    return await result
+_within = within
 
 
 async def _value(client, key):

@@ -17,13 +17,12 @@ import pytest_twisted
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
 
 from txaioetcd import Client, KeySet, OpSet, Transaction, WatchEvent
 from txaioetcd.errors import ClientClosed, Compacted, Error, ServerError
 from txaioetcd.transport._stream import Stream
 
-from _loopback import connected, split_http_requests
+from _loopback import connected, within, split_http_requests
 
 
 # -- helpers
@@ -41,27 +40,7 @@ async def _until(reactor, predicate, timeout, what, interval=0.02):
         await _sleep(reactor, interval)
 
 
-async def _within(reactor, d, timeout, what):
-    """The result of Deferred ``d`` (raised if it failed), or AssertionError after ``timeout`` s.
-    ``d`` itself is not cancelled on timeout (cancelling ``done`` would end the watch)."""
-    result = defer.Deferred()
-
-    def expired():
-        if not result.called:
-            result.errback(AssertionError(f'waited {timeout} s for {what}'))
-    timer = reactor.callLater(timeout, expired)
-
-    def settled(value):
-        if timer.active():
-            timer.cancel()
-        if not result.called:
-            if isinstance(value, Failure):
-                result.errback(value)
-            else:
-                result.callback(value)
-        return None
-    d.addBoth(settled)
-    return await result
+_within = within
 
 
 class _Collector:
