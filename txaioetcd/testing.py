@@ -177,7 +177,22 @@ def _child_environment() -> dict[str, str]:
             if not key.startswith('ETCD_') or key == 'ETCD_UNSUPPORTED_ARCH'}
 
 
-class LocalEtcd:
+class _Started:
+    """``with server:`` starts it (closing it again if the start fails) and closes it at the end."""
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LocalEtcd(_Started):
     """One real etcd process listening on loopback.
 
     ``with LocalEtcd() as etcd:`` starts it and afterwards stops it and removes what it created.
@@ -418,17 +433,6 @@ class LocalEtcd:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
-    def __enter__(self) -> LocalEtcd:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def log_tail(self, lines: int = 30) -> str:
         """The last *lines* lines etcd wrote (stdout and stderr, all runs of this member)."""
         return '\n'.join(self._log_text().splitlines()[-lines:])
@@ -459,7 +463,7 @@ class LocalEtcd:
         return f'<LocalEtcd {self.name} {self.url} pid={self.pid}>'
 
 
-class EtcdCluster:
+class EtcdCluster(_Started):
     """Several real etcd members (``m0`` … ``m{size-1}``) on loopback, forming one cluster.
 
     Members are `LocalEtcd` instances in ``.members``; *member_kwargs* go to each of them.
@@ -530,17 +534,6 @@ class EtcdCluster:
         """Stop every member and remove their data and logs."""
         for member in self.members:
             member.close()
-
-    def __enter__(self) -> EtcdCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def stop_member(self, index: int) -> None:
         self.members[index].stop()
