@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from twisted.internet.defer import Deferred
 
-__all__ = ('RunResult', 'Summary', 'run_window', 'cpu_seconds', 'cpu_split', 'print_table',
+__all__ = ('RunResult', 'Summary', 'run_window', 'cpu_seconds', 'cpu_split', 'print_table', 'remove_and_close',
            'environment', 'load_average', 'sleep')
 
 
@@ -254,3 +254,12 @@ def environment(reactor) -> dict:
         'twisted': twisted.__version__, 'reactor': type(reactor).__module__ + '.' + type(reactor).__name__,
         'cpus': os.cpu_count(), 'platform': platform.platform(),
     }
+
+
+async def remove_and_close(client, prefix: bytes) -> None:
+    """Delete every key a benchmark wrote under ``prefix``, then close its client."""
+    from txaioetcd import KeySet
+    try:
+        await client.delete(KeySet(prefix, prefix=True), timeout=60)
+    finally:
+        await client.close()

@@ -37,8 +37,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (Summary, environment, load_average, print_table, run_window,  # noqa: E402
-                     sleep)
+from _common import (Summary, environment, load_average, print_table,  # noqa: E402
+                     remove_and_close, run_window, sleep)
 
 from txaioetcd import Client, CompModified, KeySet, OpSet, Transaction  # noqa: E402
 
@@ -223,10 +223,7 @@ async def main(reactor, args, etcd_info: dict):
                           out, indent=2)
             print(f'wrote {args.json}')
     finally:
-        try:
-            await client.delete(KeySet(prefix, prefix=True), timeout=60)
-        finally:
-            await client.close()
+        await remove_and_close(client, prefix)
 
 
 def parse_args(argv=None):

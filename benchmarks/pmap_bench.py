@@ -35,7 +35,8 @@ from twisted.internet.defer import Deferred
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Summary, environment, load_average, print_table, run_window, sleep  # noqa: E402
+from _common import (Summary, environment, load_average, print_table,  # noqa: E402
+                     remove_and_close, run_window, sleep)
 from client_bench import run  # noqa: E402
 
 from txaioetcd import Client, CompModified, Database, KeySet, OpSet, Transaction, pmap  # noqa: E402
@@ -210,10 +211,7 @@ async def main(reactor, args, etcd_info: dict):
                            'read_ratio': read_ratio, 'write_ratio': write_ratio, 'cbor_ms': cbor,
                            'cbor_share': cbor_share}, out, indent=2)
     finally:
-        try:
-            await client.delete(KeySet(prefix, prefix=True), timeout=60)
-        finally:
-            await client.close()
+        await remove_and_close(client, prefix)
 
 
 def parse_args(argv=None):

@@ -86,3 +86,24 @@ async def within(reactor, d, timeout, what):
         return None if isinstance(value, Failure) else value
     d.addBoth(settled)
     return await result
+
+
+def sleep(reactor, seconds: float):
+    """A Deferred that fires after ``seconds`` (the reactor keeps running meanwhile)."""
+    from twisted.internet.task import deferLater
+    return deferLater(reactor, seconds, lambda: None)
+
+
+async def until(reactor, condition, timeout: float = 5.0, what='condition', interval: float = 0.02):
+    """Poll ``condition()`` - a bool, or a Deferred or coroutine of one - every ``interval`` s until it
+    holds; AssertionError after ``timeout`` s. ``what`` (text, or a function giving it) names what was
+    awaited."""
+    import time
+
+    from twisted.internet.defer import maybeDeferred
+
+    deadline = time.monotonic() + timeout
+    while not await maybeDeferred(condition):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f'waited {timeout} s for {what() if callable(what) else what}')
+        await sleep(reactor, interval)

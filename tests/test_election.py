@@ -1,30 +1,24 @@
 """Election against a real etcd: candidates lead in turn, proclaim only while leading, hand over when
 the leader resigns or dies, and observers follow every change of leader and value."""
 
-import time
 from contextlib import AsyncExitStack
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 
 from txaioetcd import Client, Header, KeySet, Lease
 from txaioetcd.recipes.election import Election, NotLeader
 
-from _loopback import connected
+from _loopback import connected, until
 
 
 def _sleep(reactor, seconds):
     return deferLater(reactor, seconds, lambda: None)
 
 
-async def _until(reactor, condition, timeout=5.0, what='condition'):
-    """Poll ``condition()`` (a bool, or a Deferred/coroutine of one) until true, for at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not await maybeDeferred(condition):
-        assert time.monotonic() < deadline, f'{what} not reached within {timeout} s'
-        await _sleep(reactor, 0.02)
+_until = until
 
 
 async def _standing(reactor, client, name, count):

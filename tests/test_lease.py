@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 from txaioetcd import Client, KeySet, Lease, LeaseLost
 from txaioetcd.errors import Error
 
-from _loopback import connected, within
+from _loopback import connected, within, until
 
 
 # -- helpers
@@ -27,13 +27,7 @@ def _sleep(reactor, seconds):
     return deferLater(reactor, seconds, lambda: None)
 
 
-async def _until(reactor, predicate, timeout, what, interval=0.05):
-    """Poll the coroutine function ``predicate()`` until it is true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f'waited {timeout} s for {what}')
-        await _sleep(reactor, interval)
+_until = until
 
 
 _within = within

@@ -6,14 +6,14 @@ from contextlib import AsyncExitStack
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 
 from txaioetcd import Client, Header, KeySet, Lease
 from txaioetcd.recipes import lock as lock_module
 from txaioetcd.recipes.lock import Lock, LockTimeout, lock
 
-from _loopback import connected
+from _loopback import connected, until
 
 
 def _sleep(reactor, seconds):
@@ -24,12 +24,7 @@ async def _keys(client, name):
     return [kv.key for kv in (await client.get(KeySet(name + b'/', prefix=True))).kvs]
 
 
-async def _until(reactor, condition, timeout=5.0, what='condition'):
-    """Poll ``condition()`` (a bool, or a Deferred/coroutine of one) until true, for at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not await maybeDeferred(condition):
-        assert time.monotonic() < deadline, f'{what} not reached within {timeout} s'
-        await _sleep(reactor, 0.02)
+_until = until
 
 
 async def _queued(reactor, client, name, count):

@@ -18,17 +18,13 @@ from txaioetcd.errors import (ClientClosed, Compacted, ConnectionFailed, Connect
 from txaioetcd.recipes.mirror import Mirror
 from txaioetcd.recipes.paths import PathCache, children, delete_prefix
 
-from _loopback import connected
+from _loopback import connected, until
 
 
 # -- helpers
 
-async def _until(reactor, predicate, timeout=15.0, step=0.02):
-    for _ in range(int(timeout / step)):
-        if predicate():
-            return
-        await deferLater(reactor, step)
-    assert predicate(), f'not within {timeout} s'
+def _until(reactor, predicate, timeout=15.0):
+    return until(reactor, predicate, timeout)
 
 
 async def _fresh(client, keyset):

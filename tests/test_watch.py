@@ -22,7 +22,7 @@ from txaioetcd import Client, KeySet, OpSet, Transaction, WatchEvent
 from txaioetcd.errors import ClientClosed, Compacted, Error, ServerError
 from txaioetcd.transport._stream import Stream
 
-from _loopback import connected, within, split_http_requests
+from _loopback import connected, within, split_http_requests, until
 
 
 # -- helpers
@@ -31,13 +31,7 @@ def _sleep(reactor, seconds):
     return deferLater(reactor, seconds, lambda: None)
 
 
-async def _until(reactor, predicate, timeout, what, interval=0.02):
-    """Poll ``predicate()`` every ``interval`` s until it holds; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f'waited {timeout} s for {what() if callable(what) else what}')
-        await _sleep(reactor, interval)
+_until = until
 
 
 _within = within
