@@ -53,9 +53,9 @@ async def test_three_candidates_take_turns(etcd, reactor, client, prefix):
         observer = Election(client, name).observe()
         assert await _next(reactor, observer) == b'one'
 
-        second = Deferred.fromCoroutine(two.campaign(b'two'))
+        second = two.campaign(b'two')
         await _standing(reactor, client, name, 2)
-        third = Deferred.fromCoroutine(three.campaign(b'three'))
+        third = three.campaign(b'three')
         await _standing(reactor, client, name, 3)
         assert not second.called and not third.called and not two.leading
 
@@ -120,7 +120,7 @@ async def test_dead_leader_hands_over_when_its_lease_expires(etcd, reactor, clie
     await first.campaign(b'first')
     async with connected(reactor, etcd.url) as own:
         second = Election(own, name)
-        taking_over = Deferred.fromCoroutine(second.campaign(b'second'))
+        taking_over = second.campaign(b'second')
         await _standing(reactor, client, name, 2)
         await dying.close()                                   # no keepalives, no resign
         await taking_over.addTimeout(5, reactor)
@@ -138,7 +138,7 @@ async def test_campaign_again_proclaims_and_resign_gives_up_a_campaign(etcd, rea
     assert leader.key == key and await leader.leader() == (key, b'b')
     async with connected(reactor, etcd.url) as own:
         waiting = Election(own, name)
-        campaign = Deferred.fromCoroutine(waiting.campaign(b'c'))
+        campaign = waiting.campaign(b'c')
         await _standing(reactor, client, name, 2)
         with pytest.raises(RuntimeError, match='already campaigns'):
             await waiting.campaign(b'd')

@@ -10,8 +10,9 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 
 from txaioetcd import Client, Header, KeySet, Lease
-from txaioetcd.recipes import lock as lock_module
-from txaioetcd.recipes.lock import Lock, LockTimeout, lock
+from txaioetcd import LockTimeout, Timeout
+from txaioetcd.recipes import _queue
+from txaioetcd.recipes.lock import Lock
 
 from _loopback import connected, until
 
@@ -98,7 +99,7 @@ async def test_revoked_holder_frees_the_lock_and_knows_it_lost(etcd, reactor, cl
     async with connected(reactor, etcd.url) as holder_client, connected(reactor, etcd.url) as waiter_client:
         holder = await Lock(holder_client, name, ttl=3).acquire()
         waiter = Lock(waiter_client, name)
-        waiting = Deferred.fromCoroutine(waiter.acquire(timeout=10))
+        waiting = waiter.acquire(timeout=10)
         await _queued(reactor, client, name, 2)
         assert not waiting.called
         await _revoke_from_outside(client, holder.lease.lease_id)     # the holder "dies"
@@ -120,7 +121,7 @@ async def test_holder_that_stops_keeping_its_lease_alive_hands_over(etcd, reacto
         holder_client = Client(reactor, url=etcd.url)
         await Lock(holder_client, name, ttl=1).acquire()
         waiter = Lock(waiter_client, name)
-        waiting = Deferred.fromCoroutine(waiter.acquire(timeout=10))
+        waiting = waiter.acquire(timeout=10)
         await _queued(reactor, client, name, 2)
         started = time.monotonic()
         await holder_client.close()             # a crashed holder: no more keepalives, no release
@@ -163,7 +164,7 @@ async def test_predecessor_deleted_between_read_and_watch(etcd, reactor, client,
     name = prefix + b'lock'
     holder = await Lock(client, name).acquire()
     holder_key = holder.key
-    original = lock_module._Place._deleted
+    original = _queue.Place._deleted
     seen = []
 
     async def release_first(place, key, start_revision):
@@ -173,7 +174,7 @@ async def test_predecessor_deleted_between_read_and_watch(etcd, reactor, client,
             assert (await client.get(key)).kvs == []
         return await original(place, key, start_revision)
 
-    monkeypatch.setattr(lock_module._Place, '_deleted', release_first)
+    monkeypatch.setattr(_queue.Place, '_deleted', release_first)
     async with connected(reactor, etcd.url) as other:
         waiter = Lock(other, name)
         started = time.monotonic()
@@ -191,7 +192,7 @@ async def test_hand_over_races_repeatedly(etcd, reactor, prefix):
         for round_ in range(25):
             a = await Lock(a_client, name).acquire(timeout=5)
             b = Lock(b_client, name)
-            b_waiting = Deferred.fromCoroutine(b.acquire(timeout=5))
+            b_waiting = b.acquire(timeout=5)
             await _sleep(reactor, 0.001 * (round_ % 5))       # vary where B is when A lets go
             await a.release()
             await b_waiting
@@ -201,9 +202,9 @@ async def test_hand_over_races_repeatedly(etcd, reactor, prefix):
 
 
 @pytest_twisted.ensureDeferred
-async def test_async_with_function_and_misuse(reactor, client, prefix):
+async def test_async_with_and_misuse(reactor, client, prefix):
     name = prefix + b'lock'
-    async with lock(client, name, ttl=5) as held:
+    async with client.lock(name, ttl=5) as held:
         assert isinstance(held, Lock) and held.held and held.ttl == 5
         assert held.key.startswith(name + b'/') and held.key == name + b'/%x' % held.lease.lease_id
         with pytest.raises(RuntimeError, match='already'):
@@ -226,7 +227,7 @@ async def test_release_gives_up_a_waiting_acquire(etcd, reactor, client, prefix)
     holder = await Lock(client, name).acquire()
     async with connected(reactor, etcd.url) as other:
         waiter = Lock(other, name)
-        waiting = Deferred.fromCoroutine(waiter.acquire())
+        waiting = waiter.acquire()
         await _queued(reactor, client, name, 2)
         await waiter.release()                                # returns once the attempt cleaned up
         with pytest.raises(CancelledError):
@@ -242,7 +243,7 @@ async def test_cancelling_twice_does_not_cut_the_cleanup_short(etcd, reactor, cl
     holder = await Lock(client, name).acquire()
     async with connected(reactor, etcd.url) as other:
         waiter = Lock(other, name)
-        waiting = Deferred.fromCoroutine(waiter.acquire(timeout=10))
+        waiting = waiter.acquire(timeout=10)
         await _queued(reactor, client, name, 2)
         waiting.cancel()                      # the attempt starts to leave the queue...
         await waiter.release()                # ...and is cancelled again meanwhile

@@ -1,15 +1,17 @@
 """txaioetcd: an asynchronous etcd v3 client for Twisted, with typed persistent maps on top.
 
-The public names live here; see docs/ for a guide.
+The public names live here (every error of ``txaioetcd.errors`` included); see docs/ for a guide.
+Every public asynchronous method returns a Deferred.
 """
 
 from ._version import __version__
-from . import pmap
+from . import errors, pmap
 from .client import Client
-from .database import Database
-from .errors import Failed
+from .database import Database, DbTransaction
+from .errors import *  # noqa: F401,F403 - the one error hierarchy, importable from the package
+from .errors import __all__ as _errors
 from .keyset import KeySet
-from .lease import Lease, LeaseLost
+from .lease import Lease
 from .ops import (CompCreated, CompLease, CompModified, CompValue, CompVersion, OpDel, OpGet, OpSet,
                   OpTxn, Transaction)
 from .watch import EventStream, WatchEvent, Watching
@@ -17,9 +19,9 @@ from .transport._tls import TLSConfig
 from .results import Alarm, Deleted, Hash, Header, KeyValue, Member, Range, Revision, Status, Success, TxnResult
 
 __all__ = (
-    '__version__', 'Client', 'TLSConfig', 'Database', 'pmap', 'KeySet', 'Transaction', 'Failed', 'Success',
-    'CompValue', 'CompVersion', 'CompCreated', 'CompModified', 'CompLease',
+    '__version__', 'Client', 'TLSConfig', 'Database', 'DbTransaction', 'pmap', 'errors', 'KeySet',
+    'Transaction', 'Success', 'CompValue', 'CompVersion', 'CompCreated', 'CompModified', 'CompLease',
     'OpGet', 'OpSet', 'OpDel', 'OpTxn',
-    'Lease', 'LeaseLost', 'WatchEvent', 'Watching', 'EventStream',
+    'Lease', 'WatchEvent', 'Watching', 'EventStream',
     'Header', 'KeyValue', 'Range', 'Revision', 'Deleted', 'TxnResult', 'Status', 'Member', 'Alarm', 'Hash',
-)
+) + tuple(_errors)

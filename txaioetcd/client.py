@@ -1,7 +1,8 @@
 """The Client: one object per etcd cluster, composed of the service mixins (kv, maintenance, ...).
 
-Every call returns a Deferred: ``await`` it inside coroutines run with ``Deferred.fromCoroutine`` /
-``ensureDeferred``, or ``yield`` it under ``inlineCallbacks``.
+Every asynchronous call returns a Deferred: it runs whether awaited or not, can be cancelled, is
+awaited inside coroutines run with ``Deferred.fromCoroutine`` / ``ensureDeferred`` and yielded under
+``inlineCallbacks``. Iterators (``watch_events``) are ``async for``, scopes ``async with``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
+from ._defer import Scoped
 from .auth import Auth
 from .errors import ClientClosed, ConnectionFailed, ConnectionLost, Timeout, Unauthenticated
 from .kv import KV
@@ -185,11 +187,16 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
         d.addCallbacks(found, lambda failure: None)     # unreachable now: the next sync tries again
         d.addBoth(again)
 
-    def lock(self, name: bytes, *, ttl: int = 10):
-        """A distributed lock named ``name``: ``async with client.lock(b'jobs'): ...`` (recipes.lock)."""
+    def lock(self, name: bytes, *, ttl: int = 10, timeout: float | None = None) -> Scoped:
+        """Acquire the distributed lock ``name`` → the held ``Lock`` (recipes.lock).
+
+        ``lock = await client.lock(b'jobs', timeout=5)`` waits for it (``LockTimeout``, a
+        ``Timeout``, after ``timeout`` seconds, leaving nothing behind); ``async with
+        client.lock(b'jobs'):`` also releases it when the block ends. ``ttl`` is the holder's lease.
+        """
         # Imported here: recipes build on the client, so the core does not import them when it loads.
         from .recipes.lock import Lock
-        return Lock(self, name, ttl)
+        return Scoped(Lock(self, name, ttl).acquire(timeout))
 
     def election(self, name: bytes, *, ttl: int = 10):
         """A leader election named ``name``: ``await client.election(b'svc').campaign(b'me')``."""

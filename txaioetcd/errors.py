@@ -9,7 +9,8 @@ The tree::
     ├── ServerError                  etcd answered with an error (``.code``: gRPC status, ``.server_message``)
     │   ├── InvalidArgument
     │   │   ├── TooManyOperations    txn longer than the server's --max-txn-ops
-    │   │   └── EmptyKey
+    │   │   ├── LeaseTTLTooLarge     a lease TTL over etcd's maximum (9,000,000,000 s)
+    │   │   └── EmptyKey             (the client refuses empty keys itself, with ValueError)
     │   ├── RequestTooLarge          request over the server's --max-request-bytes
     │   ├── NoSpace                  the backend is over its quota (NOSPACE alarm raised)
     │   ├── Compacted                revision compacted away (``.compact_revision`` when known)
@@ -27,22 +28,28 @@ The tree::
     │   │       └── ClientCertificateRejected  the server refused our client certificate (or its lack)
     │   ├── ConnectionLost           connection dropped before the answer (reads only; see OutcomeUnknown)
     │   ├── Timeout                  no answer within the request's deadline (reads only; see OutcomeUnknown)
+    │   │   └── LockTimeout          a lock did not come free in time; the attempt left nothing behind
     │   ├── OutcomeUnknown           a write was sent but no answer came: it may or may not have been applied
     │   └── ProtocolError            the server's answer could not be understood
     ├── Failed                       a transaction's compares failed (``.responses`` of the failure branch)
+    ├── LeaseLost                    a lease expired or was revoked while it was kept alive
+    ├── NotLeader                    proclaim() by an election candidate that does not lead
     ├── TransactionError             Database transactions (txaioetcd.Database)
     │   ├── TransactionConflict      something the transaction read or writes moved (``.keys``); retry
     │   ├── TransactionTooLarge      over etcd's --max-txn-ops or --max-request-bytes; nothing was sent
     │   ├── ReadOnlyTransaction      a write in a read-only transaction or database
     │   ├── TransactionClosed        the transaction was already committed or aborted
     │   ├── UniqueViolation          a unique index already maps the value to another record
-    │   └── NullIndexValue           a non-nullable index got None
+    │   ├── NullIndexValue           a non-nullable index got None
+    │   └── ReadNotAwaited           the transaction ended with a table read nobody awaited
     ├── CommitOutcomeUnknown         (also an OutcomeUnknown) the commit's answer was lost and could
     │                                not be checked
     ├── TableError                   persistent maps: names the table and the key
     │   ├── KeyTypeError             (also a TypeError) a key of the wrong type for the table
     │   ├── ValueEncodeError         a value that could not be marshalled / encoded
     │   └── ValueDecodeError         stored bytes that could not be decoded
+    ├── PickleRefused                (also a pickle.UnpicklingError) a pickled value names a class
+    │                                the table does not allow; the cause of a ValueDecodeError
     ├── SchemaMismatch               a table's description differs from the catalog's (slot 0)
     ├── Unsupported                  the transport cannot do this call
     └── ClientClosed                 the client was closed
@@ -50,15 +57,18 @@ The tree::
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = (
     'Error', 'ServerError', 'InvalidArgument', 'TooManyOperations', 'EmptyKey', 'RequestTooLarge', 'NoSpace',
     'Compacted', 'FutureRevision', 'NotFound', 'PermissionDenied', 'AuthFailed', 'Unauthenticated',
     'Unavailable', 'NoLeader', 'TransportError', 'ConnectionFailed', 'TLSError', 'CertificateUntrusted',
     'ClientCertificateRejected', 'ConnectionLost', 'Timeout',
-    'OutcomeUnknown', 'ProtocolError', 'Failed', 'Unsupported', 'ClientClosed', 'server_error',
+    'OutcomeUnknown', 'ProtocolError', 'Failed', 'Unsupported', 'ClientClosed',
     'TransactionError', 'TransactionConflict', 'TransactionTooLarge', 'ReadOnlyTransaction',
     'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'CommitOutcomeUnknown', 'TableError',
-    'KeyTypeError', 'ValueEncodeError', 'ValueDecodeError', 'SchemaMismatch',
+    'KeyTypeError', 'ValueEncodeError', 'ValueDecodeError', 'SchemaMismatch', 'LeaseTTLTooLarge',
+    'LockTimeout', 'LeaseLost', 'NotLeader', 'ReadNotAwaited', 'PickleRefused',
 )
 
 
@@ -92,8 +102,13 @@ class TooManyOperations(InvalidArgument):
     """The transaction has more operations than the server's ``--max-txn-ops`` (128 by default)."""
 
 
+class LeaseTTLTooLarge(InvalidArgument):
+    """A lease TTL over etcd's maximum of 9,000,000,000 seconds."""
+
+
 class EmptyKey(InvalidArgument):
-    """etcd refuses the empty key for this operation."""
+    """etcd refused the empty key. The client refuses empty keys before sending (``ValueError``), so
+    this only comes from requests built some other way."""
 
 
 class RequestTooLarge(ServerError):
@@ -182,7 +197,12 @@ class ConnectionLost(TransportError):
 
 
 class Timeout(TransportError):
-    """The request's deadline passed without an answer."""
+    """The request's deadline passed without an answer (or, for ``LockTimeout``, without the lock)."""
+
+
+class LockTimeout(Timeout):
+    """``client.lock(name, timeout=...)`` (or ``Lock.acquire(timeout)``) gave up: the lock did not
+    come free in time. The attempt left nothing behind (its key is deleted and its lease revoked)."""
 
 
 class OutcomeUnknown(TransportError):
@@ -213,6 +233,15 @@ class Failed(Error):
         revision = header.revision if header is not None else None
         super().__init__(f'compare failed at revision {revision}; '
                          f'{len(self.responses)} failure operation(s) ran', request)
+
+
+class LeaseLost(Error):
+    """A lease expired or was revoked while it was meant to be kept alive."""
+
+
+class NotLeader(Error):
+    """``proclaim()`` by a candidate that does not lead - or no longer does (it resigned, or its lease
+    was lost and another candidate may lead by now)."""
 
 
 class TransactionError(Error):
@@ -266,6 +295,19 @@ class NullIndexValue(TransactionError):
     """An index that is not nullable got None for a record."""
 
 
+class ReadNotAwaited(TransactionError):
+    """A transaction ended while table reads made in it were never awaited; nothing was written.
+
+    ``tab[txn, key]`` (like ``exists``/``count``) returns a Deferred: ``user = await tab[txn, key]``.
+    Without the ``await``, ``if tab[txn, key] is None:`` would silently take the wrong branch.
+    ``reads`` lists them as "table[key]".
+    """
+
+    def __init__(self, message: str, reads=()):
+        self.reads = list(reads)
+        super().__init__(message)
+
+
 class CommitOutcomeUnknown(OutcomeUnknown):
     """A commit was sent, its answer was lost, and reading back could not tell whether it applied."""
 
@@ -284,6 +326,11 @@ class ValueEncodeError(TableError):
 
 class ValueDecodeError(TableError):
     """Stored bytes could not be decoded by the table."""
+
+
+class PickleRefused(Error, pickle.UnpicklingError):
+    """A pickled value names a class the table does not allow (``allowed=`` of a Pickle table). Raised
+    by ``RestrictedUnpickler``; reading through a table it is the cause of a ``ValueDecodeError``."""
 
 
 class SchemaMismatch(Error):
@@ -307,6 +354,7 @@ _BY_CODE = {
 # Substrings of etcd's error messages (stable across 3.3 - 3.6) → class.
 _BY_MESSAGE = (
     ('too many operations in txn request', TooManyOperations),
+    ('too large lease ttl', LeaseTTLTooLarge),
     ('request is too large', RequestTooLarge),
     ('received message larger than max', RequestTooLarge),
     ('trying to send message larger than max', RequestTooLarge),
@@ -323,6 +371,7 @@ _BY_MESSAGE = (
 
 _ADVICE = {
     TooManyOperations: 'split the transaction, or raise the server\'s --max-txn-ops',
+    LeaseTTLTooLarge: 'ask for a TTL of at most 9,000,000,000 seconds',
     RequestTooLarge: 'send smaller values or transactions, or raise the server\'s --max-request-bytes',
     Compacted: 'read at a newer revision (or without a revision)',
     FutureRevision: 'read at a revision that exists (at most the header revision)',

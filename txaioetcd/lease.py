@@ -13,7 +13,8 @@ import time
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from .errors import ClientClosed, Error, NotFound
+from ._defer import Scoped
+from .errors import ClientClosed, Error, LeaseLost, NotFound
 from .results import Header, b64decode
 
 __all__ = ('Lease', 'LeaseService', 'LeaseLost')
@@ -21,13 +22,10 @@ __all__ = ('Lease', 'LeaseService', 'LeaseLost')
 _log = Logger()
 
 
-class LeaseLost(Error):
-    """A lease expired or was revoked while it was meant to be kept alive."""
-
-
 class Lease:
     """A granted lease. Pass it (or ``lease.lease_id``) as ``lease=`` to ``set``; keys attached to it
-    vanish when it expires or is revoked. ``async with`` revokes it on exit."""
+    vanish when it expires or is revoked. ``async with client.lease(ttl) as lease:`` (or ``async with``
+    a Lease you hold) revokes it on exit."""
 
     def __init__(self, client, lease_id: int, ttl: int, header: Header, keepalive: bool):
         self._client = client
@@ -172,9 +170,12 @@ class LeaseService:
     """Lease calls of the Client (mixed into it)."""
 
     def lease(self, ttl: int, *, lease_id: int = 0, keepalive: bool = True,
-              timeout: float | None = None) -> Deferred:
+              timeout: float | None = None) -> Scoped:
         """Grant a lease of ``ttl`` seconds → ``Lease``; kept alive in the background unless
-        ``keepalive=False``. ``lease_id`` asks for a specific id (0: etcd chooses)."""
+        ``keepalive=False``. ``lease_id`` asks for a specific id (0: etcd chooses).
+
+        ``lease = await client.lease(10)``, or ``async with client.lease(10) as lease:``, which
+        revokes it when the block ends."""
         if type(ttl) is not int or ttl < 1:
             raise ValueError(f'lease ttl must be a whole number of seconds >= 1, not {ttl!r}')
         request = {'TTL': ttl, 'ID': lease_id} if lease_id else {'TTL': ttl}
@@ -185,7 +186,7 @@ class LeaseService:
                 raise Error(response['error'], f'grant of a {ttl} s lease')
             return Lease(self, int(response['ID']), int(response.get('TTL', ttl)),
                          Header.parse(response.get('header')), keepalive)
-        return d.addCallback(granted)
+        return Scoped(d.addCallback(granted))
 
     def leases(self, *, timeout: float | None = None) -> Deferred:
         """Ids of every lease etcd holds → list of int."""

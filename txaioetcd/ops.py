@@ -273,7 +273,8 @@ class Transaction(Op):
     """If every comparison holds, run ``success``, else ``failure`` - atomically, in one revision.
 
     ``client.submit(txn)`` returns ``Success`` or raises ``Failed``; nested as an op (``OpTxn``) its
-    result is a ``TxnResult`` either way.
+    result is a ``TxnResult`` either way. Each of ``compare``, ``success`` and ``failure`` is a list,
+    or a single Comp / Op.
     """
 
     __slots__ = ('compare', 'success', 'failure')
@@ -281,15 +282,9 @@ class Transaction(Op):
     txn_field = 'request_txn'
 
     def __init__(self, compare=(), success=(), failure=()):
-        self.compare = list(compare)
-        self.success = list(success)
-        self.failure = list(failure)
-        for comp in self.compare:
-            if not isinstance(comp, Comp):
-                raise TypeError(f'Transaction compare takes Comp* values, not {comp!r}')
-        for op in self.success + self.failure:
-            if not isinstance(op, Op):
-                raise TypeError(f'Transaction branches take Op* values, not {op!r}')
+        self.compare = _listed(compare, Comp, 'compare', 'Comp* values (CompValue, CompModified, ...)')
+        self.success = _listed(success, Op, 'success', 'Op* values (OpGet, OpSet, OpDel, OpTxn)')
+        self.failure = _listed(failure, Op, 'failure', 'Op* values (OpGet, OpSet, OpDel, OpTxn)')
 
     @property
     def idempotent(self) -> bool:
@@ -337,6 +332,19 @@ class Transaction(Op):
 
 
 OpTxn = Transaction
+
+
+def _listed(items, kind: type, what: str, takes: str) -> list:
+    """A branch or the compares as a list; one Op or Comp alone stands for a list of one."""
+    if isinstance(items, kind):
+        return [items]
+    if isinstance(items, (Op, Comp, bytes, str)) or not hasattr(items, '__iter__'):
+        raise TypeError(f'Transaction {what} takes a list of {takes} or one of them, not {items!r}')
+    listed = list(items)
+    for item in listed:
+        if not isinstance(item, kind):
+            raise TypeError(f'Transaction {what} takes {takes}, not {item!r}')
+    return listed
 
 _RESPONSE_FIELDS = {'request_range': 'response_range', 'request_put': 'response_put',
                     'request_delete_range': 'response_delete_range', 'request_txn': 'response_txn'}

@@ -113,6 +113,11 @@ class Deleted:
     deleted: int = 0
     prev_kvs: list = field(default_factory=list)
 
+    @property
+    def previous(self) -> list:
+        """The deleted key-values (``prev_kvs``), under the name earlier txaioetcd releases used."""
+        return self.prev_kvs
+
     @staticmethod
     def parse(obj) -> 'Deleted':
         prev = obj.get('prev_kvs')

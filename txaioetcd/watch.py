@@ -29,7 +29,12 @@ _FILTERS = {'noput': 'NOPUT', 'nodelete': 'NODELETE'}
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
     """One change: ``type`` is 'PUT' or 'DELETE'; ``kv`` the key-value after it (for a delete: the key
-    and the revision of the delete); ``prev_kv`` the one before, when asked for."""
+    and the revision of the delete); ``prev_kv`` the one before, when asked for.
+
+    The key-value's fields are also the event's own - ``key``, ``value`` (None for a DELETE),
+    ``version``, ``create_revision``, ``mod_revision`` (= ``revision``), ``lease`` - so an
+    ``on_change(kv)`` written for earlier txaioetcd releases, which got a key-value, keeps working.
+    """
 
     type: str
     kv: KeyValue
@@ -42,6 +47,27 @@ class WatchEvent:
     @property
     def key(self) -> bytes:
         return self.kv.key
+
+    @property
+    def value(self) -> bytes | None:
+        """The value written (None for a DELETE: a deleted key has no value)."""
+        return None if self.type == 'DELETE' else self.kv.value
+
+    @property
+    def mod_revision(self) -> int:
+        return self.kv.mod_revision
+
+    @property
+    def create_revision(self) -> int:
+        return self.kv.create_revision
+
+    @property
+    def version(self) -> int:
+        return self.kv.version
+
+    @property
+    def lease(self) -> int:
+        return self.kv.lease
 
     @staticmethod
     def parse(obj) -> 'WatchEvent':

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from ..errors import Compacted, ReadOnlyTransaction, TransactionClosed, TransactionConflict
+from zope.interface import implementer
+
+from ..errors import Compacted, ReadNotAwaited, ReadOnlyTransaction, TransactionClosed, TransactionConflict
 from ..keyset import KeySet, prefix_range_end
 from ..ops import OpGet, Transaction
+from ..pmap import ITableTxn
 
 __all__ = ('DbTransaction',)
 
@@ -29,9 +32,23 @@ class _Write:
         self.data = data      # encoded bytes; None means delete
 
 
+def _not_awaited(reads) -> ReadNotAwaited:
+    names = [read.describe() for read in reads]
+    shown = ', '.join(names[:5]) + (f' and {len(names) - 5} more' if len(names) > 5 else '')
+    for read in reads:
+        read.addErrback(lambda _: None)    # its own error, if any, is beside the point now
+    return ReadNotAwaited(f'the transaction ended with {len(names)} table read(s) never awaited: {shown}. '
+                          f'A read returns a Deferred, not the record: write `value = await '
+                          f'{names[0]}`. Nothing was written', names)
+
+
+@implementer(ITableTxn)
 class DbTransaction:
     """Created by ``db.begin(write=...)``; use as ``async with`` (commits on a clean exit, aborts on an
-    exception) or call ``commit()`` / ``abort()`` yourself."""
+    exception) or call ``commit()`` / ``abort()`` yourself.
+
+    Tables read and write through it (``tab[txn, key]``): its ``*_record(s)`` methods and
+    ``track_read`` are the ``ITableTxn`` interface tables use, not calls for applications."""
 
     def __init__(self, db, write: bool):
         self._db = db
@@ -50,6 +67,7 @@ class DbTransaction:
         self._truncated: list[tuple[bytes, bytes]] = []
         self._owners: dict[bytes, tuple] = {}       # raw key -> (table, key), to name conflicts
         self._range_tables: dict[tuple, object] = {}  # raw range read -> its table, to name keys
+        self._reads: list = []                      # the Reads handed to the application
 
     def __repr__(self):
         kind = 'write' if self.write else 'read'
@@ -70,10 +88,18 @@ class DbTransaction:
         return False
 
     def commit(self) -> Deferred:
-        """Write everything as one etcd transaction → the committed revision (or raise; nothing written)."""
+        """Write everything as one etcd transaction → the committed revision (or raise; nothing written).
+
+        A transaction in which a table read was never awaited is not committed: it fails with
+        ReadNotAwaited (what it wrote may rest on a Deferred taken for a record)."""
         from ._commit import commit
         if self.state != 'open':
             return fail(TransactionClosed(f'transaction already {self.state}'))
+        unawaited = [read for read in self._reads if not read.taken]
+        if unawaited:
+            self.abort()
+            return fail(_not_awaited(unawaited))
+        self._reads.clear()
         return Deferred.fromCoroutine(commit(self))
 
     def abort(self) -> None:
@@ -81,6 +107,11 @@ class DbTransaction:
         if self.state == 'open':
             self.state = 'aborted'
             self._writes.clear()
+            self._reads.clear()
+
+    def track_read(self, read) -> None:
+        """(ITableTxn) Remember a read handed to the application; commit checks it was taken."""
+        self._reads.append(read)
 
     def _check_open(self) -> None:
         if self.state != 'open':
@@ -135,8 +166,8 @@ class DbTransaction:
 
     # -- point reads
 
-    def _get(self, slot_key: bytes, table, key) -> Deferred:
-        """Value bytes of one record as this transaction sees it (None: absent)."""
+    def read_record(self, slot_key: bytes, table, key) -> Deferred:
+        """(ITableTxn) Value bytes of one record as this transaction sees it (None: absent)."""
         try:
             self._check_open()
         except TransactionClosed as error:
@@ -153,8 +184,8 @@ class DbTransaction:
             return self._values[raw]
         return d.addCallback(got)
 
-    def _get_many(self, slot_keys, table, keys) -> Deferred:
-        """Values of several records, read in one round trip (batches of max_txn_ops)."""
+    def read_records(self, slot_keys, table, keys) -> Deferred:
+        """(ITableTxn) Values of several records, read in one round trip (batches of max_txn_ops)."""
         raws = [self._prefix + slot_key for slot_key in slot_keys]
         for raw, key in zip(raws, keys):
             self._owners.setdefault(raw, (table, key))
@@ -189,13 +220,15 @@ class DbTransaction:
 
     # -- writes
 
-    def _put(self, slot_key: bytes, table, key, obj, data: bytes) -> None:
+    def put_record(self, slot_key: bytes, table, key, obj, data: bytes) -> None:
+        """(ITableTxn) Buffer a write of one record."""
         self._check_writable(f'{table.name}[{key!r}] = ...')
         raw = self._prefix + slot_key
         self._writes[raw] = _Write(table, key, obj, data)
         self._owners.setdefault(raw, (table, key))
 
-    def _delete(self, slot_key: bytes, table, key) -> None:
+    def delete_record(self, slot_key: bytes, table, key) -> None:
+        """(ITableTxn) Buffer a delete of one record."""
         self._check_writable(f'del {table.name}[{key!r}]')
         raw = self._prefix + slot_key
         self._writes[raw] = _Write(table, key, None, None)
@@ -208,7 +241,8 @@ class DbTransaction:
             return self._prefix + start, prefix_range_end(self._prefix)
         return self._prefix + start, self._prefix + end
 
-    def _truncate(self, start: bytes, end: bytes, table) -> None:
+    def truncate_records(self, start: bytes, end: bytes, table) -> None:
+        """(ITableTxn) Buffer a delete of every record in ``[start, end)``."""
         self._check_writable(f'{table.name}.truncate()')
         start, end = self._raw_range(start, end)
         for raw in [raw for raw in self._writes if start <= raw < end]:
@@ -234,8 +268,8 @@ class DbTransaction:
 
     # -- range reads
 
-    async def _scan(self, start: bytes, end: bytes, limit, reverse: bool, keys_only: bool, table):
-        """(slot-relative key, value) pairs of [start, end) as this transaction sees them: etcd's
+    async def scan_records(self, start: bytes, end: bytes, limit, reverse: bool, keys_only: bool, table):
+        """(ITableTxn) (slot-relative key, value) pairs of [start, end) as this transaction sees them: etcd's
         snapshot merged with pending writes, in key order (or reversed), a page at a time."""
         self._check_open()
         start, end = self._raw_range(start, end)
@@ -316,8 +350,8 @@ class DbTransaction:
             return (start, end) if complete else (start, start)
         return (last, end) if reverse else (start, last + b'\0')
 
-    def _count(self, start: bytes, end: bytes, table) -> Deferred:
-        """Records in [start, end) as this transaction sees them."""
+    def count_records(self, start: bytes, end: bytes, table) -> Deferred:
+        """(ITableTxn) The number of records in [start, end) as this transaction sees them."""
         try:
             self._check_open()
         except TransactionClosed as error:
@@ -334,6 +368,6 @@ class DbTransaction:
 
     async def _count_by_scan(self, start, end, table) -> int:
         total = 0
-        async for _ in self._scan(start, end, None, False, True, table):
+        async for _ in self.scan_records(start, end, None, False, True, table):
             total += 1
         return total

@@ -9,9 +9,10 @@ from ._index import Index
 from ._keys import BINARY, OID, STRING, TIMESTAMP, UUID, Composite, KeyType
 from ._map import PersistentMap
 from ._schema import Schema
+from ._txn import ITableTxn, Read
 from ._values import PickleRefused, RestrictedUnpickler, ValueType
 
-__all__ = ('PersistentMap', 'Schema', 'Index', 'map_class', 'KeyType', 'ValueType', 'Composite', 'OID',
+__all__ = ('PersistentMap', 'Schema', 'Index', 'ITableTxn', 'Read', 'map_class', 'KeyType', 'ValueType', 'Composite', 'OID',
            'UUID', 'STRING', 'BINARY', 'TIMESTAMP', 'PickleRefused', 'RestrictedUnpickler') + COMMON_NAMES
 
 

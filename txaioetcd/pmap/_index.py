@@ -9,6 +9,7 @@ earlier txaioetcd index maps (``MapStringUuid`` ...) used.
 
 from __future__ import annotations
 
+from .._defer import returns_deferred
 from ..keyset import prefix_range_end
 from ._keys import Composite
 
@@ -95,7 +96,7 @@ class Index:
         """Records in index order; bounds are indexed values. Records are fetched a page at a time."""
         start, end = self._bounds(from_value, to_value, prefix)
         page = []
-        async for _, entry in txn._scan(start, end, limit, reverse, False, self.map):
+        async for _, entry in txn.scan_records(start, end, limit, reverse, False, self.map):
             page.append(self.record_key(entry))
             if len(page) >= _PAGE:
                 for item in await self._records(txn, page, return_keys, return_values):
@@ -109,21 +110,22 @@ class Index:
             return keys
         table = self.table
         raws = [table.encode_key(key) for key in keys]
-        values = await txn._get_many(raws, table, keys)
+        values = await txn.read_records(raws, table, keys)
         objs = [table.decode_value(key, data) for key, data in zip(keys, values)]
         return list(zip(keys, objs)) if return_keys else objs
 
+    @returns_deferred
     async def rebuild(self, txn) -> int:
         """Delete every entry, then write one per record (in ``txn``) → number of entries written."""
         start, end = self.map._range()
-        async for slot_key, _ in txn._scan(start, end, None, False, True, self.map):
-            txn._delete(slot_key, self.map, self.map.decode_key(slot_key))
+        async for slot_key, _ in txn.scan_records(start, end, None, False, True, self.map):
+            txn.delete_record(slot_key, self.map, self.map.decode_key(slot_key))
         written = 0
         async for key, obj in self.table.select(txn):
             value = self.value_of(obj)
             if value is None:
                 continue
             entry = self.entry_key(value, key)
-            txn._put(entry, self.map, value, None, self.entry_value(key))
+            txn.put_record(entry, self.map, value, None, self.entry_value(key))
             written += 1
         return written

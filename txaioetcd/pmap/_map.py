@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from ..errors import KeyTypeError, ValueDecodeError, ValueEncodeError
 from ..keyset import prefix_range_end
 from ._index import Index
+from ._txn import Read, check_txn
 from ._keys import Composite, KeyType
 from ._values import ValueType
 
@@ -113,25 +114,34 @@ class PersistentMap:
 
     # -- record access
 
-    def __getitem__(self, txn_key) -> Deferred:
-        txn, key = txn_key
-        d = txn._get(self.encode_key(key), self, key)
+    def _txn_key(self, txn_key, what: str):
+        """``tab[txn, key]`` → (txn, key), or a TypeError that says how to index a table."""
+        if type(txn_key) is not tuple or len(txn_key) != 2:
+            raise TypeError(f'{self.name}: index a table as {what.format("txn, key")} with a transaction '
+                            f'from db.begin(), not as {what.format(repr(txn_key))}')
+        check_txn(txn_key[0], self, what.format('txn, key'))
+        return txn_key
+
+    def __getitem__(self, txn_key) -> Read:
+        txn, key = self._txn_key(txn_key, 'tab[{}]')
+        d = txn.read_record(self.encode_key(key), self, key)
         d.addCallback(lambda data: self.decode_value(key, data))
-        return d
+        return Read(d, txn, f'{self.name}[txn, {key!r}]')
 
     def __setitem__(self, txn_key, obj) -> None:
-        txn, key = txn_key
-        txn._put(self.encode_key(key), self, key, obj, self.encode_value(key, obj))
+        txn, key = self._txn_key(txn_key, 'tab[{}] = obj')
+        txn.put_record(self.encode_key(key), self, key, obj, self.encode_value(key, obj))
 
     def __delitem__(self, txn_key) -> None:
-        txn, key = txn_key
-        txn._delete(self.encode_key(key), self, key)
+        txn, key = self._txn_key(txn_key, 'del tab[{}]')
+        txn.delete_record(self.encode_key(key), self, key)
 
-    def exists(self, txn, key) -> Deferred:
+    def exists(self, txn, key) -> Read:
         """Whether ``key`` has a record (as this transaction sees it)."""
-        d = txn._get(self.encode_key(key), self, key)
+        check_txn(txn, self, 'exists(txn, key)')
+        d = txn.read_record(self.encode_key(key), self, key)
         d.addCallback(lambda data: data is not None)
-        return d
+        return Read(d, txn, f'{self.name}.exists(txn, {key!r})')
 
     async def select(self, txn, from_key=None, to_key=None, prefix=None, limit: int | None = None,
                      reverse: bool = False, return_keys: bool = True, return_values: bool = True,
@@ -141,13 +151,14 @@ class PersistentMap:
 
         With ``index=name``, the bounds are index values and records come in index order.
         """
+        check_txn(txn, self, 'select(txn, ...)')
         if index is not None:
             async for item in self._index(index).select_records(txn, from_key, to_key, prefix, limit,
                                                                  reverse, return_keys, return_values):
                 yield item
             return
         start, end = self._range(from_key, to_key, prefix)
-        async for slot_key, data in txn._scan(start, end, limit, reverse, not return_values, self):
+        async for slot_key, data in txn.scan_records(start, end, limit, reverse, not return_values, self):
             key = self.decode_key(slot_key)
             if return_keys and return_values:
                 yield key, self.decode_value(key, data)
@@ -156,21 +167,25 @@ class PersistentMap:
             else:
                 yield self.decode_value(key, data)
 
-    def count(self, txn, prefix=None) -> Deferred:
+    def count(self, txn, prefix=None) -> Read:
         """Number of records (with ``prefix``: whose key starts with it)."""
+        check_txn(txn, self, 'count(txn)')
         start, end = self._range(prefix=prefix) if prefix is not None else self._range()
-        return txn._count(start, end, self)
+        return Read(txn.count_records(start, end, self), txn, f'{self.name}.count(txn)')
 
-    def count_range(self, txn, from_key, to_key) -> Deferred:
+    def count_range(self, txn, from_key, to_key) -> Read:
         """Number of records with ``from_key <= key < to_key``."""
-        return txn._count(*self._range(from_key, to_key), self)
+        check_txn(txn, self, 'count_range(txn, from_key, to_key)')
+        return Read(txn.count_records(*self._range(from_key, to_key), self), txn,
+                    f'{self.name}.count_range(txn, {from_key!r}, {to_key!r})')
 
     def truncate(self, txn) -> None:
         """Delete every record of the table (and its index entries) when the transaction commits."""
+        check_txn(txn, self, 'truncate(txn)')
         start, end = self._range()
-        txn._truncate(start, end, self)
+        txn.truncate_records(start, end, self)
         for index in self.indexes.values():
-            txn._truncate(*index.map._range(), index.map)
+            txn.truncate_records(*index.map._range(), index.map)
 
     # -- indexes
 
@@ -204,7 +219,8 @@ class PersistentMap:
 
     def rebuild_index(self, txn, name: str) -> Deferred:
         """Rewrite index ``name`` from the table's records (in ``txn``) → number of entries."""
-        return Deferred.fromCoroutine(self._index(name).rebuild(txn))
+        check_txn(txn, self, 'rebuild_index(txn, name)')
+        return self._index(name).rebuild(txn)
 
     def describe(self) -> dict:
         """What the catalog records about this table."""

@@ -11,6 +11,7 @@ import struct
 
 import cbor2
 
+from .._defer import returns_deferred
 from ..errors import SchemaMismatch
 from ._map import PersistentMap
 
@@ -70,17 +71,18 @@ class Schema:
     def __repr__(self):
         return f'<{type(self).__name__} ' + ', '.join(f'{n}@{t.slot}' for n, t in self.tables.items()) + '>'
 
+    @returns_deferred
     async def attach(self, txn) -> list:
         """Record each table in the catalog, or check it against the record (in a write transaction).
         → the names of the tables newly recorded (or completed, for records of earlier releases).
         Raises SchemaMismatch naming slot and difference."""
         slots = [catalog_key(table.slot) for table in self.tables.values()]
-        stored = await txn._get_many(slots, _CATALOG, slots)
+        stored = await txn.read_records(slots, _CATALOG, slots)
         recorded = []
         for (name, table), key, data in zip(self.tables.items(), slots, stored):
             wanted = table.describe()
             if data is None:
-                txn._put(key, _CATALOG, key, wanted, cbor2.dumps(wanted))
+                txn.put_record(key, _CATALOG, key, wanted, cbor2.dumps(wanted))
                 recorded.append(name)
                 continue
             have = cbor2.loads(data)
@@ -93,7 +95,7 @@ class Schema:
                                      + '; '.join(differences) + '. Migrate the data or use another slot')
             if any(field not in have for field in _COMPARED):
                 upgraded = dict(have, **wanted)
-                txn._put(key, _CATALOG, key, upgraded, cbor2.dumps(upgraded))
+                txn.put_record(key, _CATALOG, key, upgraded, cbor2.dumps(upgraded))
                 recorded.append(name)
         return recorded
 

@@ -18,13 +18,11 @@ import cbor2
 import flatbuffers
 import ujson
 
+from ..errors import PickleRefused
+
 __all__ = ('ValueType', 'VALUE_TYPES', 'RestrictedUnpickler', 'PickleRefused')
 
 _Q = struct.Struct('>Q')
-
-
-class PickleRefused(pickle.UnpicklingError):
-    """A pickled value names a class the table does not allow."""
 
 
 def _identity(value):

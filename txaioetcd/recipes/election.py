@@ -1,6 +1,6 @@
 """Election: leader election on etcd, after etcd's Go ``concurrency.Election``.
 
-Candidates queue exactly like Lock contenders (lock.py): each puts ``name/<its lease id in hex>``,
+Candidates queue exactly like Lock contenders (``_queue``): each puts ``name/<its lease id in hex>``,
 attached to a lease of its own, and the candidate whose key is the oldest leads. The leader's key holds
 the value it proclaims, so followers and bystanders read (``leader()``) or follow (``observe()``) it
 there. A leader that resigns or dies (its lease revoked or expired) takes its key with it, and the next
@@ -12,19 +12,15 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.logger import Logger
 
-from ..errors import Error, Failed
+from .._defer import returns_deferred
+from ..errors import Failed, NotLeader
 from ..keyset import KeySet, as_key
 from ..ops import CompCreated, OpSet, Transaction
-from .lock import _Place, _cancel_and_wait, _check_name, _check_ttl
+from ._queue import Place, cancel_and_wait, check_name, check_ttl
 
 __all__ = ('Election', 'NotLeader', 'LeaderObserver')
 
 _log = Logger()
-
-
-class NotLeader(Error):
-    """``proclaim()`` by a candidate that does not lead - or no longer does (it resigned, or its lease
-    was lost and another candidate may lead by now)."""
 
 
 class Election:
@@ -32,7 +28,8 @@ class Election:
 
     ``await election.campaign(value)`` returns once this candidate leads; ``proclaim(value)`` changes
     the value while it still leads; ``resign()`` steps down (or gives up a campaign). ``leader()`` and
-    ``observe()`` need no campaign: any client can follow an election.
+    ``observe()`` need no campaign: any client can follow an election. Every method but ``observe`` returns
+    a Deferred that runs whether it is awaited or not.
 
     The candidate's lease of ``ttl`` seconds is kept alive in the background; if it is lost, so is the
     leadership (``leading`` turns False). One Election object is one candidate.
@@ -40,8 +37,8 @@ class Election:
 
     def __init__(self, client, name: bytes, ttl: int = 10):
         self._client = client
-        self.name = _check_name(name, 'election name')
-        self.ttl = _check_ttl(ttl)
+        self.name = check_name(name, 'election name')
+        self.ttl = check_ttl(ttl)
         self._prefix = self.name + b'/'
         self._place = None
         self._pending = None
@@ -69,6 +66,7 @@ class Election:
     def _describe(self) -> str:
         return f'election {self.name!r}'
 
+    @returns_deferred
     async def campaign(self, value: bytes) -> None:
         """Stand with ``value`` and return once this candidate leads (candidates lead in the order
         they stood). Already leading, it proclaims ``value``. Cancelling the returned Deferred gives
@@ -80,7 +78,7 @@ class Election:
         if self._place is not None:
             raise RuntimeError(f'{self!r}: this candidate already campaigns; resign first, or use '
                                f'another Election object for another candidate')
-        place = self._place = _Place(self._client, self._prefix, self.ttl, self._describe(), self._lost)
+        place = self._place = Place(self._client, self._prefix, self.ttl, self._describe(), self._lost)
         entered = self._pending = Deferred.fromCoroutine(place.enter(value))
         try:
             await entered
@@ -91,6 +89,7 @@ class Election:
             self._pending = None
         self._leading = True
 
+    @returns_deferred
     async def proclaim(self, value: bytes) -> None:
         """Change the leader's value - only while this candidate still leads, else ``NotLeader``."""
         value = as_key(value, 'proclaimed value')
@@ -107,17 +106,19 @@ class Election:
             raise NotLeader('this candidate\'s key is gone (its lease expired or was revoked), so it '
                             'leads no more', f'proclaim in {self._describe()}') from None
 
+    @returns_deferred
     async def resign(self) -> None:
         """Step down (delete our key, revoke our lease), letting the next candidate lead; a campaign
         still waiting is given up (it raises CancelledError). Does nothing if not standing."""
         if self._pending is not None:
-            await _cancel_and_wait(self._pending)
+            await cancel_and_wait(self._pending)
             return
         place, self._place = self._place, None
         self._leading = False
         if place is not None:
             await place.leave()
 
+    @returns_deferred
     async def leader(self) -> tuple[bytes, bytes] | None:
         """The current leader's ``(key, value)``, or None when no candidate stands."""
         found = await self._client.get(KeySet(self._prefix, prefix=True), limit=1, sort_order='ascend',

@@ -8,6 +8,7 @@ import bisect
 
 from twisted.internet.defer import Deferred
 
+from .._defer import returns_deferred
 from ..errors import Compacted
 from ..keyset import KeySet, as_key, prefix_range_end
 from .mirror import _PAGE, Mirror
@@ -27,6 +28,7 @@ def _child(directory: bytes, key: bytes) -> tuple[bytes, bool]:
     return name, bool(slash)
 
 
+@returns_deferred
 async def children(client, prefix: bytes, *, page_size: int = _PAGE) -> list:
     """The names one '/'-level below ``prefix``, sorted: keys ``/app/a`` and ``/app/b/c`` under
     ``b'/app/'`` give ``[b'a', b'b']``. One consistent read; a big subtree is skipped, not listed."""
@@ -54,6 +56,7 @@ async def children(client, prefix: bytes, *, page_size: int = _PAGE) -> list:
                 raise
 
 
+@returns_deferred
 async def delete_prefix(client, prefix: bytes) -> int:
     """Delete every key that starts with ``prefix`` (one request) → how many were deleted."""
     prefix = as_key(prefix, 'prefix')
