@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from txaioetcd import Client, KeySet
-from txaioetcd.testing import run_with_etcd
+from txaioetcd.devserver import run_with_etcd
 
 ELECTION = b'examples/leader-worker/election'
 WORK = b'examples/leader-worker/work/'

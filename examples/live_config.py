@@ -6,7 +6,7 @@ Run: python examples/live_config.py   (uses $ETCD_URL, or starts a private etcd 
 
 from txaioetcd import Client, KeySet
 from txaioetcd.recipes.mirror import Mirror
-from txaioetcd.testing import run_with_etcd
+from txaioetcd.devserver import run_with_etcd
 
 CONFIG = b'examples/live-config/'
 

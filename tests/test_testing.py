@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from txaioetcd import testing
+from txaioetcd import devserver, embedded
 from txaioetcd.testing import (EtcdCluster, EtcdNotFound, EtcdStartError, LocalEtcd, etcd_version,
                                find_etcd_binary)
 
@@ -151,9 +151,9 @@ def test_auto_chosen_port_taken_meanwhile_is_chosen_again(monkeypatch):
     squatter.bind(('127.0.0.1', 0))
     squatter.listen()
     taken = squatter.getsockname()[1]
-    real_free_ports = testing._free_ports
+    real_free_ports = embedded._free_ports
     answers = iter([[taken, real_free_ports('127.0.0.1', 1)[0]]])
-    monkeypatch.setattr(testing, '_free_ports', lambda host, count: next(answers, None)
+    monkeypatch.setattr(embedded, '_free_ports', lambda host, count: next(answers, None)
                         or real_free_ports(host, count))
     etcd = LocalEtcd()
     try:
@@ -181,8 +181,8 @@ def test_binary_from_etcd_bin_that_does_not_exist(monkeypatch, tmp_path):
 
 def test_no_binary_anywhere_says_how_to_get_one(monkeypatch):
     monkeypatch.delenv('ETCD_BIN', raising=False)
-    monkeypatch.setattr(testing, '_binary_from_wheel', lambda: None)
-    monkeypatch.setattr(testing, '_binary_on_path', lambda: None)
+    monkeypatch.setattr(embedded, '_binary_from_wheel', lambda: None)
+    monkeypatch.setattr(embedded, '_binary_on_path', lambda: None)
     with pytest.raises(EtcdNotFound) as caught:
         LocalEtcd()
     message = str(caught.value)
@@ -194,8 +194,8 @@ def test_no_binary_anywhere_says_how_to_get_one(monkeypatch):
 
 def test_explicit_binary_and_etcd_bin_come_first(monkeypatch):
     real = find_etcd_binary()
-    monkeypatch.setattr(testing, '_binary_from_wheel', lambda: None)
-    monkeypatch.setattr(testing, '_binary_on_path', lambda: None)
+    monkeypatch.setattr(embedded, '_binary_from_wheel', lambda: None)
+    monkeypatch.setattr(embedded, '_binary_on_path', lambda: None)
     monkeypatch.setenv('ETCD_BIN', real)
     assert find_etcd_binary() == real
     monkeypatch.setenv('ETCD_BIN', '/nonexistent/etcd')
@@ -265,9 +265,9 @@ class _ServeProcess:
     """``serve()`` running in a child Python, with its output collected by a thread."""
 
     def __init__(self, data_dir):
-        self.client_port, peer_port = testing._free_ports('127.0.0.1', 2)
+        self.client_port, peer_port = embedded._free_ports('127.0.0.1', 2)
         self.url = f'http://127.0.0.1:{self.client_port}'
-        script = ('import sys; from txaioetcd.testing import serve; '
+        script = ('import sys; from txaioetcd.devserver import serve; '
                   f'sys.exit(serve(["--data-dir", {str(data_dir)!r}, '
                   f'"--port", "{self.client_port}", "--peer-port", "{peer_port}"]))')
         self.process = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
@@ -335,6 +335,6 @@ def test_serve_exits_with_error_when_etcd_dies(served):
 
 def test_serve_refuses_non_loopback_host(capsys):
     with pytest.raises(SystemExit) as caught:
-        testing.serve(['--host', '192.0.2.1'])
+        devserver.serve(['--host', '192.0.2.1'])
     assert caught.value.code == 2
     assert 'not a loopback address' in capsys.readouterr().err

@@ -8,7 +8,7 @@ import sys
 
 def _demo(args) -> int:
     from ._demo import run_demo
-    from .testing import run_with_etcd
+    from .devserver import run_with_etcd
 
     return run_with_etcd(run_demo, args.url, say=lambda text: print(text, flush=True))
 
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     commands.add_parser('server', help='run a development etcd in the foreground', add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == 'server':
-        from .testing import serve
+        from .devserver import serve
         return serve(rest)
     if rest:
         parser.error(f'unrecognized arguments: {" ".join(rest)}')

@@ -7,7 +7,7 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 
 from txaioetcd import Client, Database, KeySet, pmap
 from txaioetcd.errors import TransactionConflict
-from txaioetcd.testing import run_with_etcd
+from txaioetcd.devserver import run_with_etcd
 
 counters = pmap.MapStringOid(1, name='counters')
 WORKERS, INCREMENTS = 20, 10

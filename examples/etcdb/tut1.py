@@ -4,7 +4,7 @@ Run: python examples/etcdb/tut1.py   (uses $ETCD_URL, or starts a private etcd f
 """
 
 from txaioetcd import Client, Database
-from txaioetcd.testing import run_with_etcd
+from txaioetcd.devserver import run_with_etcd
 
 
 async def main(reactor, url):

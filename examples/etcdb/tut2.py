@@ -6,7 +6,7 @@ Run: python examples/etcdb/tut2.py   (uses $ETCD_URL, or starts a private etcd f
 import uuid
 
 from txaioetcd import Client, Database, KeySet, pmap
-from txaioetcd.testing import run_with_etcd
+from txaioetcd.devserver import run_with_etcd
 from user import User
 
 # Slot 1 of the database; objects go through User.marshal / User.parse and CBOR.

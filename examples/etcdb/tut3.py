@@ -7,7 +7,7 @@ import uuid
 
 from txaioetcd import Client, Database, KeySet, pmap
 from txaioetcd.errors import UniqueViolation
-from txaioetcd.testing import run_with_etcd
+from txaioetcd.devserver import run_with_etcd
 from user import User
 
 
