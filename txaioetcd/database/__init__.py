@@ -37,7 +37,7 @@ class Database:
         self.readonly = readonly
         self.max_txn_ops = max_txn_ops
         self.max_request_bytes = max_request_bytes
-        self._reactor = client._reactor
+        self._reactor = client.reactor
 
     def __repr__(self):
         return f'<Database prefix={self.prefix!r} readonly={self.readonly} on {self.client!r}>'
