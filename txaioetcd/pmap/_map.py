@@ -126,7 +126,7 @@ class PersistentMap:
         txn, key = self._txn_key(txn_key, 'tab[{}]')
         d = txn.read_record(self.encode_key(key), self, key)
         d.addCallback(lambda data: self.decode_value(key, data))
-        return Read(d, txn, f'{self.name}[txn, {key!r}]')
+        return Read(d, txn, self, key)
 
     def __setitem__(self, txn_key, obj) -> None:
         txn, key = self._txn_key(txn_key, 'tab[{}] = obj')
@@ -141,7 +141,7 @@ class PersistentMap:
         check_txn(txn, self, 'exists(txn, key)')
         d = txn.read_record(self.encode_key(key), self, key)
         d.addCallback(lambda data: data is not None)
-        return Read(d, txn, f'{self.name}.exists(txn, {key!r})')
+        return Read(d, txn, self, key, 'exists(txn, {key!r})')
 
     async def select(self, txn, from_key=None, to_key=None, prefix=None, limit: int | None = None,
                      reverse: bool = False, return_keys: bool = True, return_values: bool = True,
@@ -171,13 +171,13 @@ class PersistentMap:
         """Number of records (with ``prefix``: whose key starts with it)."""
         check_txn(txn, self, 'count(txn)')
         start, end = self._range(prefix=prefix) if prefix is not None else self._range()
-        return Read(txn.count_records(start, end, self), txn, f'{self.name}.count(txn)')
+        return Read(txn.count_records(start, end, self), txn, self, prefix, 'count(txn)')
 
     def count_range(self, txn, from_key, to_key) -> Read:
         """Number of records with ``from_key <= key < to_key``."""
         check_txn(txn, self, 'count_range(txn, from_key, to_key)')
-        return Read(txn.count_records(*self._range(from_key, to_key), self), txn,
-                    f'{self.name}.count_range(txn, {from_key!r}, {to_key!r})')
+        return Read(txn.count_records(*self._range(from_key, to_key), self), txn, self,
+                    (from_key, to_key), 'count_range(txn, {key[0]!r}, {key[1]!r})')
 
     def truncate(self, txn) -> None:
         """Delete every record of the table (and its index entries) when the transaction commits."""

@@ -67,15 +67,19 @@ class Read(Forwarding):
     transaction is told once the result is taken (awaited, yielded, or a callback added).
     """
 
-    def __init__(self, source: Deferred, txn, what: str):
-        self._what = what
+    def __init__(self, source: Deferred, txn, table, key, call: str | None = None):
+        # What the read was, kept as parts (``call`` a template of ``key``): the text is made only
+        # when an error needs it.
+        self._table, self._key, self._call = table, key, call
         self._taken = False
         super().__init__(source)
         txn.track_read(self)
 
     def describe(self) -> str:
-        """The read as "table[key]" (or "table.count()")."""
-        return self._what
+        """The read as ``table[txn, key]`` (or ``table.exists(txn, key)``, ``table.count(txn)`` ...)."""
+        if self._call is None:
+            return f'{self._table.name}[txn, {self._key!r}]'
+        return f'{self._table.name}.' + self._call.format(key=self._key)
 
     @property
     def taken(self) -> bool:
@@ -114,11 +118,13 @@ class Read(Forwarding):
         return super().addBoth(*args, **kwargs)
 
     def __bool__(self):
-        raise TypeError(f'{self._what} is a Deferred, not the record: await it '
-                        f'(`value = await {self._what}`) before testing it')
+        what = self.describe()
+        raise TypeError(f'{what} is a Deferred, not the record: await it (`value = await {what}`) '
+                        f'before testing it')
 
     def __getattr__(self, name):
         if name.startswith('_'):
             raise AttributeError(name)
-        raise AttributeError(f'{self._what} is a Deferred, not the record, so it has no attribute '
-                             f'{name!r}: await it first (`value = await {self._what}`)')
+        what = self.describe()
+        raise AttributeError(f'{what} is a Deferred, not the record, so it has no attribute {name!r}: '
+                             f'await it first (`value = await {what}`)')
