@@ -1,7 +1,7 @@
 """Embedded etcd: real etcd processes on loopback, for development, examples and tests.
 
-`LocalEtcd` runs one etcd process on loopback, `EtcdCluster` runs several as one cluster. Everything
-here is a real etcd started from the binary `find_etcd_binary()` finds; nothing is faked. The
+``LocalEtcd`` runs one etcd process on loopback, ``EtcdCluster`` runs several as one cluster. Everything
+here is a real etcd started from the binary ``find_etcd_binary()`` finds; nothing is faked. The
 development server and the frame of the demo and examples (``devserver``) and the test harness
 (``testing``) are built on it.
 
@@ -330,7 +330,7 @@ class LocalEtcd(_Started):
         *wait* is ``'health'`` (GET /health says true: the member has a leader), ``'version'`` (GET
         /version answers on the peer URL: a cluster member restarted without quorum serves no client
         request at all, but its peer listener answers) or None (do not wait).
-        On failure the process is stopped and `EtcdStartError` says why, with the log tail.
+        On failure the process is stopped and ``EtcdStartError`` says why, with the log tail.
         """
         if self.running:
             return
@@ -364,8 +364,8 @@ class LocalEtcd(_Started):
                                        ([self._socket_dir] if self._socket_dir else []))
 
     def wait_ready(self, wait: str | None = 'health', timeout: float = 30.0) -> None:
-        """Wait at most *timeout* seconds until the running etcd answers (see `start`), else raise
-        `EtcdStartError`. The process is left as it is."""
+        """Wait at most *timeout* seconds until the running etcd answers (see ``start``), else raise
+        ``EtcdStartError``. The process is left as it is."""
         if wait not in ('health', 'version', None):
             raise ValueError(f"wait must be 'health', 'version' or None, not {wait!r}")
         deadline = time.monotonic() + timeout
@@ -464,7 +464,7 @@ class LocalEtcd(_Started):
 class EtcdCluster(_Started):
     """Several real etcd members (``m0`` … ``m{size-1}``) on loopback, forming one cluster.
 
-    Members are `LocalEtcd` instances in ``.members``; *member_kwargs* go to each of them.
+    Members are ``LocalEtcd`` instances in ``.members``; *member_kwargs* go to each of them.
     """
 
     _CHOSEN_PER_MEMBER = frozenset(
@@ -500,7 +500,7 @@ class EtcdCluster(_Started):
 
     @property
     def urls(self) -> list[str]:
-        """The same as `endpoints`."""
+        """The same as ``endpoints``."""
         return self.endpoints
 
     def start(self, timeout: float = 60.0) -> None:

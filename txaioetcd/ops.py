@@ -46,7 +46,7 @@ def _revision(value, what: str) -> int:
 
 
 class Op:
-    """One KV operation: usable alone (``client.run(op)``) or inside a Transaction."""
+    """One KV operation: usable alone (``client.do(op)``) or inside a Transaction."""
 
     __slots__ = ()
     rpc = ''             # gateway path below the API prefix, e.g. 'kv/range'
@@ -288,6 +288,7 @@ class Transaction(Op):
 
     @property
     def idempotent(self) -> bool:
+        """Whether it is safe to send again after an unknown outcome: only if every op in it is."""
         return all(op.idempotent for op in self.success + self.failure)
 
     def request(self) -> dict:

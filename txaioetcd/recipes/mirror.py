@@ -68,7 +68,7 @@ class Mirror:
     the copy reflects (every change up to it applied). ``await mirror.ready()`` once, before trusting
     it; ``wait_for(revision)`` waits for a write of your own.
 
-    ``on_change(event)`` (and every ``subscribe``d callback) gets each change as a ``WatchEvent``,
+    ``on_change(event)`` (and every callback given to ``subscribe``) gets each change as a ``WatchEvent``,
     after it was applied, with ``prev_kv`` filled in from the copy. ``on_resync(error)`` is told when
     compacted history forced a fresh snapshot (``error`` is the ``Compacted``); ``resyncs`` counts them.
     """
