@@ -80,7 +80,9 @@ async def test_acquire_timeout_raises_and_leaves_nothing(etcd, reactor, client, 
         with pytest.raises(LockTimeout) as raised:
             await waiter.acquire(timeout=0.5)
         elapsed = time.monotonic() - started
-        assert 0.45 <= elapsed <= 1.5
+        # Not before the timeout; after it, only the clean-up (a delete and a revoke): a generous bound
+        # for a loaded machine, far below the 10 s the holder keeps the lock.
+        assert 0.45 <= elapsed < 5
         assert repr(name) in str(raised.value) and '0.5 s' in str(raised.value)
         assert not waiter.held and waiter.lease is None and waiter.key is None
         assert await _keys(client, name) == [holder.key]
@@ -177,9 +179,8 @@ async def test_predecessor_deleted_between_read_and_watch(etcd, reactor, client,
     monkeypatch.setattr(_queue.Place, '_deleted', release_first)
     async with connected(reactor, etcd.url) as other:
         waiter = Lock(other, name)
-        started = time.monotonic()
         await waiter.acquire(timeout=5)                       # LockTimeout here would mean it hung
-        assert waiter.held and time.monotonic() - started < 2
+        assert waiter.held
         assert [key for key, _ in seen] == [holder_key] and await _keys(client, name) == [waiter.key]
         await waiter.release()
 
