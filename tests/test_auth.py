@@ -7,7 +7,7 @@ from twisted.internet.task import deferLater
 
 from txaioetcd import Client, KeySet, errors
 
-from _loopback import connected
+from _loopback import connected, until, within
 
 
 @pytest_twisted.async_fixture(scope='module')
@@ -84,16 +84,16 @@ async def test_expired_token_is_renewed_for_calls_and_watches(reactor, auth_serv
     seen = []
     try:
         watching = client.watch(KeySet(b'app/renew/', prefix=True), seen.append)
-        await watching.ready()
+        await within(reactor, watching.ready(), 10, 'the watch to be created')
         first_token = client._token
-        await deferLater(reactor, 2.5, lambda: None)          # the 1 s token has expired
+        # Let the 1 s token expire. It cannot be watched for without using it (a use renews it), so
+        # this waits: etcd drops an unused simple token at its first 1 s tick past the TTL, at most 2 s
+        # after the last use (the watch's creation, above); 1.5 s more is margin for a loaded machine.
+        await deferLater(reactor, 3.5, lambda: None)
         await client.set(b'app/renew/1', b'after expiry')       # rejected once, renewed, sent again
         assert client._token and client._token != first_token
         assert (await client.get(b'app/renew/1')).kvs[0].value == b'after expiry'
-        for _ in range(100):
-            if seen:
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        await until(reactor, lambda: seen, 10, 'the watch event')
         assert [event.key for event in seen] == [b'app/renew/1']
     finally:
         await client.close()

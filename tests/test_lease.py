@@ -8,6 +8,7 @@ the session's etcd and keep apart by key prefix. Waits poll up to a deadline; th
 
 import os
 import random
+import re
 import signal
 import time
 
@@ -60,6 +61,17 @@ def _no_keepalive_in_flight(reactor, lease):
     async def predicate():
         return any(call.getTime() - reactor.seconds() > 0.05 for call in _keepalive_timers(reactor, lease))
     return predicate
+
+
+def _assert_lost_after_the_ttl(lease, reason, lost_after):
+    """``reason`` says the lease was counted lost only once no keepalive had got through for longer than
+    its TTL (the silence the client measured from the last keepalive that did), and ``lost_after`` (s
+    from the moment etcd went away) is within the TTL plus retries plus margin for a loaded machine."""
+    assert 'TTL' in str(reason)
+    silent = re.search(r'no keepalive got through for ([0-9.]+) s', str(reason))
+    assert silent, str(reason)
+    assert lease.ttl <= float(silent.group(1)) < lease.ttl + 2.5, str(reason)     # (rounded to 0.1 s)
+    assert lost_after < lease.ttl + 3.0
 
 
 @pytest.fixture(scope='module')
@@ -161,11 +173,14 @@ async def test_keepalive_keeps_a_two_second_lease_for_ten_seconds(client, reacto
         started = time.monotonic()
         while time.monotonic() - started < 10:
             assert await _value(client, prefix + b'k') == b'v'
-            assert await lease.remaining() >= 1
+            # The lease exists all along (-1 would be gone). Not ">= 1": etcd truncates what is left,
+            # so that would hold only while every keepalive came within 1/3 s of its time.
+            assert await lease.remaining() >= 0
             assert lease.state == 'alive'
             await _sleep(reactor, 0.5)
         assert await lease.keys() == [prefix + b'k']
-        assert lease.keepalives >= 10          # one about every 2/3 s
+        # One about every 2/3 s: 15 in these 10 s on time; at least two thirds of that on a loaded machine.
+        assert lease.keepalives >= 10
         assert not lease.expired.called
     finally:
         await lease.revoke()
@@ -198,12 +213,18 @@ async def test_keepalive_survives_a_restart_of_etcd(own_etcd, reactor, prefix):
                 server.start()
             # The restarted etcd renewed every lease: the unattended one has its whole TTL again.
             assert await unattended.remaining() >= 5
+            restarted, after_restart = time.monotonic(), lease.keepalives
+            assert after_restart >= before
             while time.monotonic() - started < 10:
                 assert await _value(client, prefix + b'k') == b'v'
                 assert lease.state == 'alive', lease.expired.result
                 await _sleep(reactor, 0.5)
             assert await lease.keys() == [prefix + b'k']
-            assert lease.keepalives >= before + 8
+            # Keepalives went on after the restart at about one every 2/3 s: at least half that rate,
+            # as margin for a loaded machine (any slower than one per TTL and the lease would be lost).
+            on_time = (time.monotonic() - restarted) / (lease.ttl / 3)
+            kept_after = lease.keepalives - after_restart
+            assert kept_after >= on_time / 2, (kept_after, on_time)
             assert not lease.expired.called
         finally:
             await lease.revoke()
@@ -222,18 +243,16 @@ async def test_lease_is_lost_when_keepalives_cannot_get_through(own_etcd, reacto
         lease.on_expired(lambda lost, reason: calls.append((lost, reason)))
         lease.on_expired(lambda lost, reason: 1 / 0)        # a failing callback does not stop the others
         lease.on_expired(lambda lost, reason: calls.append('third'))
-        await _sleep(reactor, 0.7)
-        assert lease.keepalives >= 1
-        server.stop()
+        await _until(reactor, lambda: lease.keepalives >= 1, 5, 'a first keepalive')
         stopped = time.monotonic()
+        server.stop()
         try:
             reason = await _within(reactor, lease.expired, 8, 'the lease to count as lost')
             lost_after = time.monotonic() - stopped
         finally:
             server.start()
         assert isinstance(reason, LeaseLost)
-        assert 'TTL' in str(reason)
-        assert 1.0 < lost_after < 5.0
+        _assert_lost_after_the_ttl(lease, reason, lost_after)
         assert lease.state == 'expired'
         assert calls == [(lease, reason), 'third']
         assert _keepalive_timers(reactor, lease) == []
@@ -254,18 +273,16 @@ async def test_lease_is_lost_when_etcd_does_not_answer(own_etcd, reactor, prefix
         await client.set(prefix + b'k', b'v', lease=lease)
         calls = []
         lease.on_expired(lambda lost, reason: calls.append(reason))
-        await _sleep(reactor, 0.7)
-        assert lease.keepalives >= 1
-        os.kill(server.pid, signal.SIGSTOP)
+        await _until(reactor, lambda: lease.keepalives >= 1, 5, 'a first keepalive')
         frozen = time.monotonic()
+        os.kill(server.pid, signal.SIGSTOP)
         try:
             reason = await _within(reactor, lease.expired, 8, 'the lease to count as lost')
             lost_after = time.monotonic() - frozen
         finally:
             os.kill(server.pid, signal.SIGCONT)
         assert isinstance(reason, LeaseLost)
-        assert 'TTL' in str(reason)
-        assert 1.0 < lost_after < 5.0
+        _assert_lost_after_the_ttl(lease, reason, lost_after)
         assert lease.state == 'expired'
         assert calls == [reason]
         await _until(reactor, lambda: _gone(client, lease), 10, 'etcd to expire the lease')
@@ -321,8 +338,7 @@ async def test_keepalive_moves_on_when_the_member_it_talks_to_stops(cluster, rea
 async def test_closing_the_client_stops_keepalives_without_calling_the_lease_lost(etcd, reactor, prefix):
     client = Client(reactor, url=etcd.url, timeout=5)
     lease = await client.lease(1)
-    await _sleep(reactor, 0.5)
-    assert lease.keepalives >= 1
+    await _until(reactor, lambda: lease.keepalives >= 1, 5, 'a first keepalive')
     await client.close()
     await _sleep(reactor, 1.0)
     assert _keepalive_timers(reactor, lease) == []

@@ -4,8 +4,10 @@ The NOSPACE alarm is raised for real on a dedicated etcd with a tiny ``--quota-b
 3.5 accepts any positive quota; there is no minimum), since an alarm stops writes cluster-wide.
 """
 
+import json
 import re
 import time
+import urllib.request
 
 import pytest
 import pytest_twisted
@@ -19,8 +21,19 @@ from _loopback import connected
 
 @pytest.fixture(scope='module')
 def quiet_etcd(etcd_factory):
-    """A dedicated etcd nobody else writes to (no leases of other tests expiring in it)."""
-    return etcd_factory()
+    """A dedicated etcd nobody else writes to (no leases of other tests expiring in it), once it has
+    written what a new member writes by itself: /version names a cluster version only after etcd
+    recorded it in its backend, which would otherwise change the backend's hash between two reads."""
+    server = etcd_factory()
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))     # never via http_proxy
+    deadline = time.monotonic() + 10
+    while True:
+        with direct.open(f'{server.url}/version', timeout=2) as answer:
+            cluster_version = json.loads(answer.read()).get('etcdcluster')
+        if cluster_version and cluster_version != 'not_decided':
+            return server
+        assert time.monotonic() < deadline, f'no cluster version within 10 s: {cluster_version!r}'
+        time.sleep(0.05)
 
 
 @pytest_twisted.ensureDeferred

@@ -61,6 +61,14 @@ def _gone(pid):
     return False
 
 
+def _gone_now(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 @pytest.fixture
 def server():
     """A started LocalEtcd of the test's own (conftest's session etcd is shared)."""
@@ -211,7 +219,11 @@ def test_process_left_running_is_killed_at_exit():
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     pid, data_dir, log_path = done.stdout.split()
-    assert _gone(int(pid))
+    try:
+        assert _gone(int(pid))
+    finally:
+        if not _gone_now(int(pid)):
+            os.kill(int(pid), signal.SIGKILL)        # the hook failed: do not leave that etcd running
     assert not os.path.exists(data_dir) and not os.path.exists(log_path)
 
 
@@ -286,7 +298,11 @@ class _ServeProcess:
             assert self.process.poll() is None, ''.join(self.errors)
             assert time.monotonic() < deadline, 'serve() printed no URL in time'
             time.sleep(0.1)
-        self.etcd_pid = int(re.search(r'\(pid (\d+)\)', ''.join(self.lines)).group(1))
+        self.etcd_pid = self._printed_etcd_pid()
+
+    def _printed_etcd_pid(self):
+        found = re.search(r'\(pid (\d+)\)', ''.join(self.lines))
+        return int(found.group(1)) if found else None
 
     def errors_after_exit(self):
         for reader in self._readers:
@@ -295,12 +311,19 @@ class _ServeProcess:
 
     def close(self):
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        if self.etcd_pid is not None and not _gone(self.etcd_pid):
-            os.kill(self.etcd_pid, signal.SIGKILL)  # the etcd this test started through serve()
+            # SIGTERM first: serve() then stops its etcd itself (a SIGKILLed serve() cannot).
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
         for reader in self._readers:
             reader.join(timeout=5)
+        if self.etcd_pid is None:
+            self.etcd_pid = self._printed_etcd_pid()      # serve() may have started it after all
+        if self.etcd_pid is not None and not _gone(self.etcd_pid):
+            os.kill(self.etcd_pid, signal.SIGKILL)  # the etcd this test started through serve()
         self.process.stdout.close()
         self.process.stderr.close()
 

@@ -16,12 +16,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from twisted.internet.task import deferLater
 
 from txaioetcd import Client, CompValue, OpGet, OpSet, Transaction
 from txaioetcd.errors import (CertificateUntrusted, ClientCertificateRejected, ConnectionFailed,
                               OutcomeUnknown, TLSError)
 from txaioetcd.transport._tls import TLSConfig
+
+from _loopback import until, within
 
 FAST = 5.0      # a TLS failure must be reported well within this (the calls' deadline is 10 s)
 
@@ -106,7 +107,7 @@ async def _roundtrip(reactor, client, prefix):
     """set, get, txn and a watch all work over ``client``."""
     seen = []
     watching = client.watch(prefix + b'w', seen.append)
-    await watching.ready()
+    await within(reactor, watching.ready(), 10, 'the watch to be created')
     try:
         await client.set(prefix + b'k', b'v')
         assert (await client.get(prefix + b'k')).kvs[0].value == b'v'
@@ -115,17 +116,10 @@ async def _roundtrip(reactor, client, prefix):
                                                           OpGet(prefix + b'k')]))
         assert result.responses[1].kvs[0].value == b'v2'
         await client.set(prefix + b'w', b'event')
-        deadline = time.monotonic() + 10
-        while not seen:
-            assert time.monotonic() < deadline, 'no watch event within 10 s'
-            await _sleep(reactor, 0.02)
+        await until(reactor, lambda: seen, 10, 'the watch event')
         assert seen[0].key == prefix + b'w' and seen[0].kv.value == b'event'
     finally:
         watching.cancel()
-
-
-def _sleep(reactor, seconds):
-    return deferLater(reactor, seconds, lambda: None)
 
 
 async def _fails_fast(call, error_class):

@@ -5,7 +5,11 @@ The faults come from real processes and sockets: a small TCP proxy written here 
 127.0.0.1:0) sits between a client and etcd and can abort the client's watch connections at will,
 refuse new ones for a while, or hand etcd's answers to the client one byte per reactor turn; etcd
 servers of the module's own are stopped and started again; a member of the 3-member cluster is
-stopped. Every loop is bounded in count and in time, and every wait polls up to a deadline.
+stopped. Every loop is bounded in count and in time, and every wait is for an exact event or condition
+(a Deferred, or ``until`` a condition holds), up to a deadline. A pause followed by an assertion is
+left only where what is asserted is that something did NOT happen (a later event cannot fail a client
+that works); everything a watch must have delivered is awaited up to an event of its own that comes
+after it (events are in revision order per key set).
 """
 
 import random
@@ -20,6 +24,7 @@ from twisted.internet.task import deferLater
 
 from txaioetcd import Client, KeySet, OpSet, Transaction, WatchEvent
 from txaioetcd.errors import ClientClosed, Compacted, Error, ServerError
+from txaioetcd.ops import b64encode
 from txaioetcd.transport._stream import Stream
 
 from _loopback import connected, within, split_http_requests, until
@@ -105,6 +110,10 @@ class _Front(protocol.Protocol):
         self.trickle = bytearray()
         self.dripping = None
         self.hang_up_when_dripped = False
+        self.hold_marker = None     # see hold_after()
+        self.since_hold = bytearray()
+        self.holding = False
+        self.held = None
 
     def connectionMade(self):
         self.proxy.fronts.add(self)
@@ -150,16 +159,34 @@ class _Front(protocol.Protocol):
             self.transport.write(data)
             return
         self.trickle += data
-        if self.dripping is None:
+        if self.dripping is None and not self.holding:
             self.dripping = self.proxy.reactor.callLater(0, self._drip)
+
+    def hold_after(self, marker: bytes):
+        """Trickling: stop right after the first byte that completes ``marker`` in what is passed on
+        from now on, and keep every later byte back (until the connection ends). The Deferred returned
+        fires with the bytes passed on from now up to there, once that last byte is written."""
+        assert self.proxy.one_byte_at_a_time and self.hold_marker is None and not self.holding
+        self.hold_marker = bytes(marker)
+        self.since_hold = bytearray()
+        self.held = defer.Deferred()
+        return self.held
 
     def _drip(self):
         self.dripping = None
-        if self.closed or not self.trickle:
+        if self.closed or not self.trickle or self.holding:
             return
-        self.transport.write(bytes(self.trickle[:1]))
+        byte = bytes(self.trickle[:1])
+        self.transport.write(byte)
         del self.trickle[:1]
         self.proxy.bytes_dripped += 1
+        if self.hold_marker is not None:
+            self.since_hold += byte
+            if self.since_hold.endswith(self.hold_marker):
+                self.hold_marker = None
+                self.holding = True
+                self.held.callback(bytes(self.since_hold))
+                return
         if self.trickle:
             # Two reactor turns per byte: in between, the client reads the byte on its own.
             self.dripping = self.proxy.reactor.callLater(0, self._next_turn)
@@ -219,7 +246,8 @@ class _Proxy:
 
     ``abort_watches()`` aborts every connection carrying a watch (→ how many); ``refusing = True``
     hangs up on every new connection until set back; ``one_byte_at_a_time = True`` passes etcd's
-    bytes to the client one per write, a write every other reactor turn (``callLater(0)`` pacing).
+    bytes to the client one per write, a write every other reactor turn (``callLater(0)`` pacing),
+    and ``_Front.hold_after(marker)`` then stops one connection at an exact byte of a message.
     """
 
     def __init__(self, reactor, target_url, one_byte_at_a_time=False):
@@ -315,17 +343,24 @@ async def test_prefix_range_and_single_key_watches_see_only_their_keys(client, r
     for name in keys:
         revisions[name] = (await client.set(prefix + name, name)).revision
     await client.delete(prefix + b'c')
-    last = (await client.set(prefix + b'end', b'')).revision
+    # The last revision touches a key of every watch: once a watch has delivered it, it has delivered
+    # every earlier event it will ever get (events come in revision order), so nothing is awaited by time.
+    last = (await client.submit(Transaction(success=[OpSet(prefix + b'b', b'last'),
+                                                     OpSet(prefix + b'p/last', b'last')]))).revision
     everything, all_events = await _watch(client, KeySet(prefix, prefix=True), start_revision=revisions[b'a'])
-    await _until(reactor, lambda: everything.revision >= last, 10, 'the prefix watch to catch up')
-    await _sleep(reactor, 0.1)
-    assert [(e.type, e.key) for e in single_events.events] == [('PUT', prefix + b'b')]
+    watches = (single, ranged, prefixed, everything)
+    await _until(reactor, lambda: all(w.revision >= last for w in watches), 10, 'every watch to catch up')
+    assert [(e.type, e.key, e.revision) for e in single_events.events] == [
+        ('PUT', prefix + b'b', revisions[b'b']), ('PUT', prefix + b'b', last)]
     assert [(e.type, e.key) for e in range_events.events] == [
-        ('PUT', prefix + b'b'), ('PUT', prefix + b'b0'), ('PUT', prefix + b'c'), ('DELETE', prefix + b'c')]
-    assert [e.key for e in prefix_events.events] == [prefix + b'p/', prefix + b'p/x', prefix + b'p/y/z']
-    assert [e.revision for e in prefix_events.events] == [revisions[k] for k in (b'p/', b'p/x', b'p/y/z')]
-    assert len(all_events.events) == len(keys) + 2
-    for watching in (single, ranged, prefixed, everything):
+        ('PUT', prefix + b'b'), ('PUT', prefix + b'b0'), ('PUT', prefix + b'c'), ('DELETE', prefix + b'c'),
+        ('PUT', prefix + b'b')]
+    assert [e.key for e in prefix_events.events] == [prefix + b'p/', prefix + b'p/x', prefix + b'p/y/z',
+                                                     prefix + b'p/last']
+    assert [e.revision for e in prefix_events.events] == \
+        [revisions[k] for k in (b'p/', b'p/x', b'p/y/z')] + [last]
+    assert len(all_events.events) == len(keys) + 3
+    for watching in watches:
         watching.cancel()
 
 
@@ -339,10 +374,15 @@ async def test_several_key_sets_in_one_watch(client, reactor, prefix):
     written = []
     for name in (b'one', b'two', b'dir/a', b'dir/b', b'm1', b'n1', b'one', b'dir'):
         written.append((name, (await client.set(prefix + name, b'x')).revision))
+    # The last revision touches a key of every key set: once each key set's stream has delivered it,
+    # it has delivered every earlier event of its own (in revision order), so nothing is awaited by time.
+    last = (await client.submit(Transaction(success=[OpSet(prefix + name, b'last')
+                                                     for name in (b'one', b'dir/z', b'm2')]))).revision
+    written += [(name, last) for name in (b'one', b'dir/z', b'm2')]
     expected = [(prefix + name, revision) for name, revision in written
                 if name not in (b'two', b'n1', b'dir')]
-    await _until(reactor, lambda: len(events.events) >= len(expected), 10, 'every event')
-    await _sleep(reactor, 0.1)
+    await _until(reactor, lambda: sum(1 for e in events.events if e.revision == last) >= 3, 10,
+                 'every key set to deliver the last revision')
     assert sorted((e.key, e.revision) for e in events.events) == sorted(expected)
     # Each key set's events come in revision order.
     for keyset in keysets:
@@ -388,9 +428,13 @@ async def test_filters_noput_and_nodelete(client, reactor, prefix):
     for i in range(3):
         await client.set(prefix + b'%d' % i, b'v')
     await client.delete(prefix + b'1')
-    await client.delete(KeySet(prefix, prefix=True))
+    last_delete = (await client.delete(KeySet(prefix, prefix=True))).header.revision
     last = (await client.set(prefix + b'last', b'v')).revision
-    await _until(reactor, lambda: no_deletes.revision >= last, 10, 'the put watch to catch up')
+    # Each watch delivers in revision order: at its last event it has every earlier one.
+    await _until(reactor, lambda: no_deletes.revision >= last and no_puts.revision >= last_delete, 10,
+                 'the put and the delete watches to catch up')
+    # Only an absence is checked after this pause (the watch with both filters gets nothing at all, so
+    # no event of its own can mark how far it is): it cannot fail a client that works.
     await _sleep(reactor, 0.1)
     assert [e.type for e in puts.events] == ['PUT'] * 4
     assert [(e.type, e.key) for e in deletes.events] == [
@@ -632,16 +676,45 @@ async def test_events_split_byte_by_byte_arrive_intact(etcd, client, reactor, pr
 
 @pytest_twisted.ensureDeferred
 async def test_connection_lost_in_the_middle_of_a_message_loses_and_repeats_nothing(etcd, client, reactor,
-                                                                                    prefix):
+                                                                                    prefix, monkeypatch):
+    """The watch connection breaks when the client's stream parser holds exactly the first part of an
+    event message (the proxy stopped in the middle of the value): that half message is no event, and
+    after the reconnect the event comes exactly once."""
+    value = bytes(range(256)) * 2
+    middle = b64encode(value)[:100].encode('ascii')      # as the message carries it, and no other does
+    received = {}                                        # Stream -> every body byte its parser got
+    reached = defer.Deferred()                           # a parser has got every byte up to ``middle``
+    reaching = []
+    original = Stream.data
+
+    def recording(self, chunk):
+        seen = received.setdefault(self, bytearray())
+        seen += chunk
+        result = original(self, chunk)
+        if middle in seen and not reaching:
+            # (On the next reactor turn: the test goes on outside the parser's call. The proxy holds
+            # back every later byte, so what the parser has stays just this until the test acts.)
+            reaching.append(reactor.callLater(0, reached.callback, self))
+        return result
+    monkeypatch.setattr(Stream, 'data', recording)
+
     trickle = _Proxy(reactor, etcd.url, one_byte_at_a_time=True)
     try:
         async with connected(reactor, trickle.url, timeout=30) as slow:
             watching, events = await _watch(slow, KeySet(prefix, prefix=True))
-            value = bytes(range(256)) * 2
-            before = trickle.bytes_dripped
+            [front] = trickle.watch_connections()
+            held = front.hold_after(middle)                 # armed before etcd sends the message
             first = (await client.set(prefix + b'a', value)).revision
-            await _until(reactor, lambda: trickle.bytes_dripped >= before + 300, 10, 'part of the message')
+            passed_on = await _within(reactor, held, 30, 'the proxy to pass on half the message')
+            assert b'"events"' in passed_on and passed_on.endswith(middle)
+            stream = await _within(reactor, reached, 30, "the client's parser to get the half message")
+            # The proxy keeps the rest back: the parser has every byte up to the middle of the value,
+            # on a line not yet ended, and nothing after it.
+            unfinished = received[stream].rsplit(b'\n', 1)[-1]
+            assert unfinished.startswith(b'{') and b'"events"' in unfinished and unfinished.endswith(middle)
+            assert front.holding and len(front.trickle) > len(value)
             assert events.events == []           # half a message is not an event
+            assert watching.revision == 0 and watching.reconnects == 0
             assert trickle.abort_watches() == 1
             second = (await client.set(prefix + b'b', value)).revision
             await _until(reactor, lambda: watching.revision >= second, 30, 'both events')
@@ -707,7 +780,8 @@ async def test_watch_across_a_restart_of_etcd(own_etcd, reactor, prefix):
         try:
             await _until(reactor, lambda: len(acknowledged) >= 100, 20, '100 writes before the restart')
             server.stop()
-            await _sleep(reactor, 0.5)
+            # etcd stays down until the writer has seen it so (not for some time): a write fails.
+            await _until(reactor, lambda: failures, 10, 'a write to fail while etcd is down')
             server.start()
             await _within(reactor, writing, 40, 'the writer')
         finally:
@@ -816,8 +890,9 @@ async def test_watch_disconnected_while_history_is_compacted_ends_with_compacted
             missed = [(await direct.set(key, b'missed %d' % i)).revision for i in range(3)]
             compact = (await direct.set(prefix + b'other', b'x')).revision
             await direct.compact(compact)
-            await _sleep(reactor, 0.3)        # the watch tries to come back meanwhile, and is refused
-            assert gap.refused >= 1 and watching.state == 'reconnecting'
+            # The watch tries to come back meanwhile, and is refused.
+            await _until(reactor, lambda: gap.refused >= 1, 10, 'the watch to try to come back')
+            assert watching.state == 'reconnecting'
             gap.refusing = False
             error = await _ended(reactor, watching, timeout=15)
             assert isinstance(error, Compacted), repr(error)
@@ -866,7 +941,10 @@ async def test_progress_notifications_keep_an_idle_key_set_current_across_compac
             watching, events = await _watch(through_gap, [idle, busy], progress_notify=True)
             written = [(await direct.set(prefix + b'busy/%d' % i, b'%d' % i)).revision for i in range(5)]
             await _until(reactor, lambda: watching.revision == written[-1], 10, 'the busy events')
-            await _sleep(reactor, 0.5)                  # a few progress notifications for the idle key
+            # A progress notification has told the idle key set it is current past the busy events:
+            # resume_revision is the lowest next revision of the two key sets.
+            await _until(reactor, lambda: watching.resume_revision > written[-1], 10,
+                         'a progress notification for the idle key set')
             gap.refusing = True
             assert gap.abort_watches() == 2              # one stream per key set
             written += [(await direct.set(prefix + b'busy/%d' % i, b'%d' % i)).revision for i in range(5, 8)]

@@ -18,6 +18,7 @@ import importlib.util
 import ipaddress
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -142,14 +143,47 @@ def _http_url(host: str, port: int, scheme: str = 'http') -> str:
     return f'{scheme}://[{host}]:{port}' if ':' in host else f'{scheme}://{host}:{port}'
 
 
+_EPHEMERAL_RANGE = '/proc/sys/net/ipv4/ip_local_port_range'
+_LOWEST_PORT = 15000        # below it live many well-known services; above it, few
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux's default if unknown)."""
+    try:
+        with open(_EPHEMERAL_RANGE) as numbers:
+            low, high = map(int, numbers.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _free_ports(host: str, count: int) -> list[int]:
-    """*count* distinct ports free on *host* right now (held open together, so they differ)."""
+    """*count* distinct ports free on *host* right now (held open together, so they differ).
+
+    They are chosen outside the kernel's ephemeral range: a port from there could become the local
+    port of some outgoing connection between the choice and etcd's bind - or while a stopped member
+    that is to be restarted on the same port is down.
+    """
     family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    low, high = _ephemeral_ports()
+    pool = [port for port in range(_LOWEST_PORT, 65536) if not low <= port <= high]
+    chooser = random.SystemRandom()
     sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
-            sockets.append(socket.socket(family, socket.SOCK_STREAM))
-            sockets[-1].bind((host, 0))
+        for _ in range(50 * count):
+            if len(sockets) == count:
+                break
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                # A pool too small to choose from falls back to a port the kernel picks.
+                sock.bind((host, chooser.choice(pool) if len(pool) >= 1000 else 0))
+            except OSError:         # taken, or in TIME_WAIT: choose again
+                sock.close()
+                continue
+            sockets.append(sock)
+        if len(sockets) < count:
+            raise EtcdStartError(f'could not find {count} free ports on {host} outside the ephemeral '
+                                 f'range {low}-{high}')
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
