@@ -25,8 +25,9 @@ import ujson
 from twisted.internet import reactor
 from twisted.internet.testing import StringTransport
 
-from txaioetcd import Client, OpGet, OpSet
+from txaioetcd import Client, KeySet, OpGet, OpSet
 from txaioetcd.results import Header, KeyValue, Range, Revision
+from txaioetcd.transport import _json
 from txaioetcd.transport._http import HTTPConnection
 
 # Response heads and bodies exactly as etcd 3.5.1's gateway sends them.
@@ -132,7 +133,8 @@ def pieces(n: int) -> list[tuple[str, float]]:
     from txaioetcd.transport._gateway import _Member
     head = PUT_RESPONSE[:PUT_RESPONSE.index(b'\r\n\r\n')]
     op = OpSet(KEY, VALUE)
-    request = op.request()
+    request = _json.encode(op)
+    get = OpGet(KEY)
     member = _Member(reactor, 'http://127.0.0.1:2379', 32, 5.0)
 
     class Sink:
@@ -146,9 +148,10 @@ def pieces(n: int) -> list[tuple[str, float]]:
         reactor.callLater(10.0, int).cancel()
 
     rows = [
-        ('OpSet(key, value) (as_key, 2x base64)', time_us('OpSet(KEY, VALUE)', n, OpSet=OpSet, KEY=KEY,
+        ('OpSet(key, value) (as_key, checks)', time_us('OpSet(KEY, VALUE)', n, OpSet=OpSet, KEY=KEY,
                                                            VALUE=VALUE)),
         ('op.describe() (run eagerly on every call)', time_us('op.describe()', n, op=op)),
+        ('_json.encode(op) (2x base64)', time_us('e(op)', n, e=_json.encode, op=op)),
         ('ujson.dumps(request).encode()', time_us(
             "ujson.dumps(r, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')", n,
             ujson=ujson, r=request)),
@@ -157,11 +160,12 @@ def pieces(n: int) -> list[tuple[str, float]]:
         ('HTTPConnection._start(head) (7 header lines)', time_us('c._start(h)', n, c=conn, h=head)),
         ('  alternative: Go-canonical fast path, find()s', time_us('f(h)', n, f=start_alternative, h=head)),
         ('ujson.loads(put body)', time_us('loads(b)', n, loads=ujson.loads, b=PUT_BODY)),
-        ('Revision.parse(response)', time_us('p(o)', n, p=Revision.parse, o=ujson.loads(PUT_BODY))),
+        ('_json.decode(put, response)', time_us('d(op, o)', n, d=_json.decode, op=op, o=ujson.loads(PUT_BODY))),
         ('ujson.loads(get body)', time_us('loads(b)', n, loads=ujson.loads, b=GET_BODY)),
-        ('Range.parse(response) (1 KeyValue)', time_us('p(o)', n, p=Range.parse, o=ujson.loads(GET_BODY))),
+        ('_json.decode(get, response) (1 KeyValue)', time_us('d(op, o)', n, d=_json.decode, op=get,
+                                                             o=ujson.loads(GET_BODY))),
         ('OpGet(key)', time_us('OpGet(KEY)', n, OpGet=OpGet, KEY=KEY)),
-        ('KeyValue.parse(kv)', time_us('p(o)', n, p=KeyValue.parse, o=ujson.loads(GET_BODY)['kvs'][0])),
+        ('_json.key_value(kv)', time_us('p(o)', n, p=_json.key_value, o=ujson.loads(GET_BODY)['kvs'][0])),
         ('KeyValue(...) (frozen slots dataclass)', time_us("K(b'k', b'v', 1, 2, 3, 0)", n, K=KeyValue)),
         ('  alternative: plain __slots__ class', time_us("K(b'k', b'v', 1, 2, 3, 0)", n, K=_PlainKV)),
         ('Header(...) (frozen slots dataclass)', time_us('H(1, 2, 3, 4)', n, H=Header)),
@@ -187,8 +191,9 @@ def main(argv=None) -> int:
     body = range_body(5000)
     loads = 1e3 * min(timeit.repeat(lambda: ujson.loads(body), number=10, repeat=3)) / 10
     parsed = ujson.loads(body)
-    parse = 1e3 * min(timeit.repeat(lambda: Range.parse(parsed), number=10, repeat=3)) / 10
-    print(f'  5,000-key range answer ({len(body) / 1e6:.2f} MB): ujson.loads {loads:.2f} ms + Range.parse '
+    get = OpGet(KeySet(b'/txaioetcd-bench/r/', prefix=True))
+    parse = 1e3 * min(timeit.repeat(lambda: _json.decode(get, parsed), number=10, repeat=3)) / 10
+    print(f'  5,000-key range answer ({len(body) / 1e6:.2f} MB): ujson.loads {loads:.2f} ms + decode '
           f'{parse:.2f} ms ({1e3 * parse / 5000:.2f} µs/key)')
     print('\npieces (µs per call, best of 5):')
     for name, us in pieces(args.n):

@@ -12,6 +12,7 @@ import pytest
 import pytest_twisted
 
 from txaioetcd import KeySet, OpGet, OpSet, Transaction, errors
+from txaioetcd.rpc import Authenticate
 from txaioetcd.testing import find_etcd_binary
 
 from _loopback import connected
@@ -272,9 +273,7 @@ def auth_etcd(etcd_factory):
 
 
 async def _authenticate(client, name, password):
-    response = await client._call('auth/authenticate', {'name': name, 'password': password},
-                                  'authenticate', True, 5)
-    return response['token']
+    return await client._call(Authenticate(name, password), 5)
 
 
 @pytest_twisted.ensureDeferred
@@ -283,7 +282,7 @@ async def test_wrong_password_is_auth_failed(reactor, auth_etcd):
         with pytest.raises(errors.AuthFailed) as caught:
             await _authenticate(client, 'reader', 'wrong')
         error = caught.value
-        _starts_with_request(error, 'authenticate')
+        _starts_with_request(error, "authenticate as 'reader'")
         assert error.code == 3
         assert error.server_message == 'etcdserver: authentication failed, invalid user ID or password'
         assert 'check the user name and password' in str(error)

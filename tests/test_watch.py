@@ -24,7 +24,7 @@ from twisted.internet.task import deferLater
 
 from txaioetcd import Client, KeySet, OpSet, Transaction, WatchEvent
 from txaioetcd.errors import ClientClosed, Compacted, Error, ServerError
-from txaioetcd.ops import b64encode
+from txaioetcd.transport._json import b64encode
 from txaioetcd.transport._stream import Stream
 
 from _loopback import connected, within, split_http_requests, until

@@ -19,6 +19,7 @@ from .lease import LeaseService
 from .maintenance import Maintenance
 from .watch import Watch
 from .ops import Op
+from .rpc import MaintenanceStatus
 from .transport import GatewayTransport, ITransport
 
 __all__ = ('Client',)
@@ -109,7 +110,7 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
                 raise Timeout(f'no endpoint answered within {timeout:g} s '
                               f'({", ".join(self.endpoints)})', 'wait until connected')
             try:
-                await self._call('maintenance/status', {}, 'wait until connected', True, left)
+                await self._call(MaintenanceStatus(), left)
                 return self
             except (ConnectionFailed, ConnectionLost):
                 await deferLater(self._reactor, min(pause, max(0.0, left)), lambda: None)
@@ -127,24 +128,24 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
     @property
     def endpoint(self) -> str:
         """The endpoint calls currently go to."""
-        return getattr(self._transport, 'current_endpoint', self.endpoints[0])
+        return self._transport.current_endpoint
 
-    def _call(self, rpc: str, request: dict, describe: str, idempotent: bool,
-              timeout: float | None) -> Deferred:
+    def _call(self, op: Op, timeout: float | None) -> Deferred:
+        """Run one request through the transport → its typed result (every service call ends here)."""
         if self._closed:
-            return fail(ClientClosed('the client is closed; create a new one', describe))
+            return fail(ClientClosed('the client is closed; create a new one', op.describe()))
         timeout = self.timeout if timeout is None else timeout
         if self._credentials is None:
-            return self._transport.call(rpc, request, describe, idempotent, timeout)
-        return self._call_logged_in(rpc, request, describe, idempotent, timeout)
+            return self._transport.call(op, timeout)
+        return self._call_logged_in(op, timeout)
 
-    def _call_logged_in(self, rpc, request, describe, idempotent, timeout) -> Deferred:
+    def _call_logged_in(self, op: Op, timeout: float) -> Deferred:
         """A call with a token: log in first if needed, and once more if etcd rejects the token (a
         rejected token means the request was not processed, so sending it again is safe)."""
         transport = self._transport
 
         def send(_):
-            return transport.call(rpc, request, describe, idempotent, timeout)
+            return transport.call(op, timeout)
 
         def renew(failure):
             failure.trap(Unauthenticated)
@@ -152,20 +153,16 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
             return self._login().addCallback(send)
         return self._ensure_login().addCallback(send).addErrback(renew)
 
-    def _stream(self, rpc: str, request, describe: str, on_message):
+    def _watch(self, create, on_message, timeout: float | None = None):
+        """Start one watch stream (watch.py keeps it going) → the transport's stream handle."""
         if self._closed:
-            raise ClientClosed('the client is closed; create a new one', describe)
-        return self._transport.stream(rpc, request, describe, on_message, self.timeout)
+            raise ClientClosed('the client is closed; create a new one', create.describe())
+        return self._transport.watch(create, on_message, self.timeout if timeout is None else timeout)
 
     def _transport_broken(self, error: Exception) -> None:
         if isinstance(error, Unauthenticated) and self._credentials is not None:
             self._token = ''        # the next stream (or call) logs in again first
         self._transport.endpoint_failed(error)
-
-    def _do(self, op: Op, timeout: float | None) -> Deferred:
-        d = self._call(op.rpc, op.request(), op.describe(), op.idempotent, timeout)
-        d.addCallback(op.parse)
-        return d
 
     def _sync(self) -> None:
         """Learn the cluster's members and talk to those not known yet (auto_sync)."""

@@ -8,14 +8,13 @@ cannot get through for longer than the TTL, or etcd says the lease is gone, the 
 
 from __future__ import annotations
 
-import time
-
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ._defer import Scoped
-from .errors import ClientClosed, Error, LeaseLost, NotFound
-from .results import Header, b64decode
+from .errors import ClientClosed, LeaseLost, NotFound
+from .results import Header
+from .rpc import LeaseGrant, LeaseKeepAlive, LeaseLeases, LeaseRevoke, LeaseTimeToLive
 
 __all__ = ('Lease', 'LeaseService', 'LeaseLost')
 
@@ -29,7 +28,7 @@ class Lease:
 
     def __init__(self, client, lease_id: int, ttl: int, header: Header, keepalive: bool):
         self._client = client
-        self._reactor = client._reactor
+        self._reactor = client.reactor
         self.lease_id = lease_id
         self.ttl = ttl
         self.header = header
@@ -38,7 +37,7 @@ class Lease:
         self.keepalives = 0
         self._callbacks = []
         self._timer = None
-        self._last_ok = time.monotonic()
+        self._last_ok = self._reactor.seconds()     # the reactor's clock, like every timer here
         self._failures = 0
         if keepalive:
             self._schedule(self._interval())
@@ -90,7 +89,7 @@ class Lease:
         if isinstance(error, ClientClosed):
             self._stop()
             return
-        silent = time.monotonic() - self._last_ok
+        silent = self._reactor.seconds() - self._last_ok
         if silent > self.ttl:
             self._lost(LeaseLost(f'no keepalive got through for {silent:.1f} s, longer than the TTL of '
                                  f'{self.ttl} s ({error}); the lease has expired', self._describe()))
@@ -122,16 +121,14 @@ class Lease:
 
     def refresh(self, *, timeout: float | None = None) -> Deferred:
         """Send one keepalive now → the TTL etcd granted. Fails with LeaseLost if the lease is gone."""
-        describe = f'keepalive of {self._describe()}'
-        d = self._client._call('lease/keepalive', {'ID': self.lease_id}, describe, True, timeout)
+        d = self._client._call(LeaseKeepAlive(self.lease_id), timeout)
 
-        def answered(response):
-            result = response.get('result', response)
-            ttl = int(result.get('TTL', 0))
-            if ttl <= 0:
-                raise LeaseLost('etcd says the lease does not exist any more (expired or revoked)', describe)
-            self._last_ok = time.monotonic()
-            return ttl
+        def answered(kept):
+            if kept.ttl <= 0:
+                raise LeaseLost('etcd says the lease does not exist any more (expired or revoked)',
+                                f'keepalive of {self._describe()}')
+            self._last_ok = self._reactor.seconds()
+            return kept.ttl
         return d.addCallback(answered)
 
     def revoke(self, *, timeout: float | None = None) -> Deferred:
@@ -139,31 +136,21 @@ class Lease:
         self._stop()
         if self.state == 'alive':
             self.state = 'revoked'
-        d = self._client._call('lease/revoke', {'ID': self.lease_id}, f'revoke of {self._describe()}',
-                               True, timeout)
-
-        def revoked(response):
-            return Header.parse(response.get('header'))
 
         def gone(failure):
             failure.trap(NotFound)      # already expired: what revoke wanted
             return None
-        return d.addCallbacks(revoked, gone)
+        return self._client._call(LeaseRevoke(self.lease_id), timeout).addErrback(gone)
 
     def remaining(self, *, timeout: float | None = None) -> Deferred:
         """Seconds the lease has left (-1: it does not exist any more)."""
-        d = self._time_to_live(False, timeout)
-        return d.addCallback(lambda response: int(response.get('TTL', -1)))
+        d = self._client._call(LeaseTimeToLive(self.lease_id), timeout)
+        return d.addCallback(lambda info: info.ttl)
 
     def keys(self, *, timeout: float | None = None) -> Deferred:
         """The keys attached to the lease → list of bytes."""
-        d = self._time_to_live(True, timeout)
-        return d.addCallback(lambda response: [b64decode(k) for k in response.get('keys', ())])
-
-    def _time_to_live(self, keys: bool, timeout) -> Deferred:
-        request = {'ID': self.lease_id, 'keys': keys} if keys else {'ID': self.lease_id}
-        return self._client._call('lease/timetolive', request, f'time to live of {self._describe()}', True,
-                                  timeout)
+        d = self._client._call(LeaseTimeToLive(self.lease_id, keys=True), timeout)
+        return d.addCallback(lambda info: list(info.keys))
 
 
 class LeaseService:
@@ -178,17 +165,10 @@ class LeaseService:
         revokes it when the block ends."""
         if type(ttl) is not int or ttl < 1:
             raise ValueError(f'lease ttl must be a whole number of seconds >= 1, not {ttl!r}')
-        request = {'TTL': ttl, 'ID': lease_id} if lease_id else {'TTL': ttl}
-        d = self._call('lease/grant', request, f'grant of a {ttl} s lease', False, timeout)
-
-        def granted(response):
-            if response.get('error'):
-                raise Error(response['error'], f'grant of a {ttl} s lease')
-            return Lease(self, int(response['ID']), int(response.get('TTL', ttl)),
-                         Header.parse(response.get('header')), keepalive)
-        return Scoped(d.addCallback(granted))
+        d = self._call(LeaseGrant(ttl, lease_id), timeout)
+        d.addCallback(lambda granted: Lease(self, granted.lease_id, granted.ttl, granted.header, keepalive))
+        return Scoped(d)
 
     def leases(self, *, timeout: float | None = None) -> Deferred:
         """Ids of every lease etcd holds → list of int."""
-        d = self._call('lease/leases', {}, 'lease list', True, timeout)
-        return d.addCallback(lambda response: [int(item['ID']) for item in response.get('leases', ())])
+        return self._call(LeaseLeases(), timeout)

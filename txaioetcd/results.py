@@ -1,22 +1,17 @@
-"""Typed, immutable results of etcd calls, parsed from the gateway's JSON (proto3 JSON mapping).
+"""Typed, immutable results of etcd calls: what every transport builds from etcd's answers.
 
-proto3 JSON leaves out fields that hold their default value (0, false, empty), and sends 64-bit
-integers as strings; every parser here reads with defaults and converts with ``int``.
+Frozen, slotted dataclasses with short reprs. The transports fill them in (the gateway from proto3
+JSON, gRPC from protobuf); nothing here knows a wire format.
 """
 
 from __future__ import annotations
 
-from binascii import a2b_base64
 from dataclasses import dataclass, field
 
 __all__ = (
     'Header', 'KeyValue', 'Range', 'Revision', 'Deleted', 'TxnResult', 'Success', 'Status', 'Member',
-    'Alarm', 'Hash', 'b64decode',
+    'Alarm', 'Hash', 'KVHash', 'LeaseGranted', 'LeaseKept', 'LeaseInfo', 'WatchEvent', 'WatchResponse',
 )
-
-
-def b64decode(text) -> bytes:
-    return a2b_base64(text) if text else b''
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,16 +22,6 @@ class Header:
     member_id: int = 0
     revision: int = 0
     raft_term: int = 0
-
-    @staticmethod
-    def parse(obj) -> 'Header':
-        if not obj:
-            return _EMPTY_HEADER
-        return Header(int(obj.get('cluster_id', 0)), int(obj.get('member_id', 0)),
-                      int(obj.get('revision', 0)), int(obj.get('raft_term', 0)))
-
-
-_EMPTY_HEADER = Header()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +34,6 @@ class KeyValue:
     mod_revision: int = 0
     version: int = 0
     lease: int = 0
-
-    @staticmethod
-    def parse(obj) -> 'KeyValue':
-        get = obj.get
-        return KeyValue(b64decode(get('key')), b64decode(get('value')),
-                        int(get('create_revision', 0)), int(get('mod_revision', 0)),
-                        int(get('version', 0)), int(get('lease', 0)))
 
     def __repr__(self):
         value = self.value if len(self.value) <= 64 else self.value[:64] + b'...'
@@ -71,13 +49,6 @@ class Range:
     kvs: list = field(default_factory=list)
     count: int = 0
     more: bool = False
-
-    @staticmethod
-    def parse(obj) -> 'Range':
-        kvs = obj.get('kvs')
-        return Range(Header.parse(obj.get('header')),
-                     [KeyValue.parse(kv) for kv in kvs] if kvs else [],
-                     int(obj.get('count', 0)), bool(obj.get('more', False)))
 
     def __repr__(self):
         shown = ', '.join(repr(kv.key) for kv in self.kvs[:5]) + (', ...' if len(self.kvs) > 5 else '')
@@ -96,11 +67,6 @@ class Revision:
     def revision(self) -> int:
         return self.header.revision
 
-    @staticmethod
-    def parse(obj) -> 'Revision':
-        prev = obj.get('prev_kv')
-        return Revision(Header.parse(obj.get('header')), KeyValue.parse(prev) if prev else None)
-
     def __repr__(self):
         return f'Revision({self.header.revision}, prev_kv={self.prev_kv!r})'
 
@@ -117,12 +83,6 @@ class Deleted:
     def previous(self) -> list:
         """The deleted key-values (``prev_kvs``), under the name earlier txaioetcd releases used."""
         return self.prev_kvs
-
-    @staticmethod
-    def parse(obj) -> 'Deleted':
-        prev = obj.get('prev_kvs')
-        return Deleted(Header.parse(obj.get('header')), int(obj.get('deleted', 0)),
-                       [KeyValue.parse(kv) for kv in prev] if prev else [])
 
     def __repr__(self):
         return (f'Deleted(revision={self.header.revision}, deleted={self.deleted}, '
@@ -172,14 +132,6 @@ class Status:
     def is_leader(self) -> bool:
         return self.leader == self.header.member_id
 
-    @staticmethod
-    def parse(obj) -> 'Status':
-        return Status(Header.parse(obj.get('header')), obj.get('version', ''),
-                      int(obj.get('dbSize', 0)), int(obj.get('leader', 0)),
-                      int(obj.get('raftIndex', 0)), int(obj.get('raftTerm', 0)),
-                      int(obj.get('raftAppliedIndex', 0)), int(obj.get('dbSizeInUse', 0)),
-                      tuple(obj.get('errors', ())), bool(obj.get('isLearner', False)))
-
     def __repr__(self):
         return (f'Status(version={self.version!r}, revision={self.header.revision}, '
                 f'member_id={self.header.member_id:x}, leader={self.leader:x}, db_size={self.db_size})')
@@ -195,10 +147,6 @@ class Member:
     client_urls: tuple
     is_learner: bool = False
 
-    @staticmethod
-    def parse(obj) -> 'Member':
-        return Member(int(obj.get('ID', 0)), obj.get('name', ''), tuple(obj.get('peerURLs', ())),
-                      tuple(obj.get('clientURLs', ())), bool(obj.get('isLearner', False)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +156,6 @@ class Alarm:
     member_id: int
     alarm: str
 
-    @staticmethod
-    def parse(obj) -> 'Alarm':
-        return Alarm(int(obj.get('memberID', 0)), obj.get('alarm', 'NONE'))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +165,102 @@ class Hash:
     header: Header
     hash: int
 
-    @staticmethod
-    def parse(obj) -> 'Hash':
-        return Hash(Header.parse(obj.get('header')), int(obj.get('hash', 0)))
+
+@dataclass(frozen=True, slots=True)
+class KVHash:
+    """Hash of the MVCC key space up to a revision (maintenance/hashkv)."""
+
+    header: Header
+    hash: int
+    compact_revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGranted:
+    """A lease etcd granted: its id and TTL (the Lease service wraps it into a ``Lease``)."""
+
+    header: Header
+    lease_id: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKept:
+    """The answer to one keepalive: ``ttl`` <= 0 means etcd does not know the lease any more."""
+
+    header: Header
+    lease_id: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """A lease's time to live: ``ttl`` seconds left (-1: gone), as granted, and its keys if asked."""
+
+    header: Header
+    lease_id: int
+    ttl: int
+    granted_ttl: int = 0
+    keys: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change: ``type`` is 'PUT' or 'DELETE'; ``kv`` the key-value after it (for a delete: the key
+    and the revision of the delete); ``prev_kv`` the one before, when asked for.
+
+    The key-value's fields are also the event's own - ``key``, ``value`` (None for a DELETE),
+    ``version``, ``create_revision``, ``mod_revision`` (= ``revision``), ``lease`` - so an
+    ``on_change(kv)`` written for earlier txaioetcd releases, which got a key-value, keeps working.
+    """
+
+    type: str
+    kv: KeyValue
+    prev_kv: KeyValue | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.kv.mod_revision
+
+    @property
+    def key(self) -> bytes:
+        return self.kv.key
+
+    @property
+    def value(self) -> bytes | None:
+        """The value written (None for a DELETE: a deleted key has no value)."""
+        return None if self.type == 'DELETE' else self.kv.value
+
+    @property
+    def mod_revision(self) -> int:
+        return self.kv.mod_revision
+
+    @property
+    def create_revision(self) -> int:
+        return self.kv.create_revision
+
+    @property
+    def version(self) -> int:
+        return self.kv.version
+
+    @property
+    def lease(self) -> int:
+        return self.kv.lease
+
+    def __repr__(self):
+        return f'WatchEvent({self.type} {self.kv.key!r} at {self.kv.mod_revision})'
+
+
+@dataclass(frozen=True, slots=True)
+class WatchResponse:
+    """One message of a watch stream for one watch: created or cancelled (with the compact revision
+    or the reason), a progress notification (no events: nothing changed up to ``header.revision``), or
+    events in revision order."""
+
+    header: Header
+    watch_id: int = 0
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ''
+    events: list = field(default_factory=list)

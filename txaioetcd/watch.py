@@ -10,73 +10,18 @@ point meanwhile, the watch ends with ``Compacted`` carrying the compact revision
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.logger import Logger
 
 from .errors import AuthFailed, ClientClosed, Compacted, Error, ServerError, TransportError
 from .keyset import KeySet
-from .ops import b64encode
-from .results import Header, KeyValue
+from .results import WatchEvent, WatchResponse
+from .rpc import WatchCreate
 
 __all__ = ('Watch', 'WatchEvent', 'Watching', 'EventStream')
 
 _log = Logger()
-_FILTERS = {'noput': 'NOPUT', 'nodelete': 'NODELETE'}
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
-    """One change: ``type`` is 'PUT' or 'DELETE'; ``kv`` the key-value after it (for a delete: the key
-    and the revision of the delete); ``prev_kv`` the one before, when asked for.
-
-    The key-value's fields are also the event's own - ``key``, ``value`` (None for a DELETE),
-    ``version``, ``create_revision``, ``mod_revision`` (= ``revision``), ``lease`` - so an
-    ``on_change(kv)`` written for earlier txaioetcd releases, which got a key-value, keeps working.
-    """
-
-    type: str
-    kv: KeyValue
-    prev_kv: KeyValue | None = None
-
-    @property
-    def revision(self) -> int:
-        return self.kv.mod_revision
-
-    @property
-    def key(self) -> bytes:
-        return self.kv.key
-
-    @property
-    def value(self) -> bytes | None:
-        """The value written (None for a DELETE: a deleted key has no value)."""
-        return None if self.type == 'DELETE' else self.kv.value
-
-    @property
-    def mod_revision(self) -> int:
-        return self.kv.mod_revision
-
-    @property
-    def create_revision(self) -> int:
-        return self.kv.create_revision
-
-    @property
-    def version(self) -> int:
-        return self.kv.version
-
-    @property
-    def lease(self) -> int:
-        return self.kv.lease
-
-    @staticmethod
-    def parse(obj) -> 'WatchEvent':
-        prev = obj.get('prev_kv')
-        return WatchEvent(obj.get('type', 'PUT'), KeyValue.parse(obj.get('kv') or {}),
-                          KeyValue.parse(prev) if prev else None)
-
-    def __repr__(self):
-        return f'WatchEvent({self.type} {self.kv.key!r} at {self.kv.mod_revision})'
+_FILTERS = ('noput', 'nodelete')
 
 
 class _Target:
@@ -108,7 +53,7 @@ class Watching:
         self._on_change = on_change
         self._targets = [_Target(keyset, start_revision) for keyset in keysets]
         self._prev_kv = prev_kv
-        self._filters = [_FILTERS[f] for f in filters]
+        self._filters = tuple(filters)
         self._progress_notify = progress_notify
         self.revision = 0             # the highest revision delivered (see resume_revision)
         self.reconnects = 0
@@ -148,19 +93,9 @@ class Watching:
 
     # -- the streams
 
-    def _request(self, target: _Target) -> dict:
-        create = {'key': b64encode(target.keyset.key)}
-        if target.keyset.range_end is not None:
-            create['range_end'] = b64encode(target.keyset.range_end)
-        if target.next_revision:
-            create['start_revision'] = target.next_revision
-        if self._prev_kv:
-            create['prev_kv'] = True
-        if self._filters:
-            create['filters'] = self._filters
-        if self._progress_notify:
-            create['progress_notify'] = True
-        return {'create_request': create}
+    def _request(self, target: _Target) -> WatchCreate:
+        return WatchCreate(target.keyset, target.next_revision or 0, self._prev_kv, self._filters,
+                           self._progress_notify)
 
     def _open(self, target: _Target) -> None:
         target.retry = None
@@ -178,50 +113,45 @@ class Watching:
             return
         target.created = False
         try:
-            target.stream = self._client._stream('watch', self._request(target),
-                                                 f'watch of {target.keyset.describe()}',
-                                                 lambda message: self._message(target, message))
+            target.stream = self._client._watch(self._request(target),
+                                                lambda message: self._message(target, message))
         except Error as error:
             self._broken(target, error)
             return
         target.stream.done.addCallbacks(self._stream_ended, self._stream_failed,
                                         callbackArgs=(target,), errbackArgs=(target,))
 
-    def _message(self, target: _Target, message: dict) -> None:
+    def _message(self, target: _Target, message: WatchResponse) -> None:
         if self.state == 'ended':
             return
-        if message.get('created'):
-            self._on_created(target, message)
-            return
-        if message.get('canceled'):
+        if message.canceled:
             self._on_canceled(target, message)
             return
-        events = message.get('events')
-        if events:
-            self._deliver(target, events)
-        elif message.get('header'):
+        if message.created:
+            self._on_created(target, message)
+            return
+        if message.events:
+            self._deliver(target, message.events)
+        else:
             # A progress notification: nothing for this watch up to the header revision.
-            revision = int(message['header'].get('revision', 0))
+            revision = message.header.revision
             if target.next_revision is not None and revision >= target.next_revision:
                 target.next_revision = revision + 1
         target.failures = 0
 
-    def _on_created(self, target: _Target, message: dict) -> None:
-        if message.get('canceled'):
-            self._on_canceled(target, message)
-            return
+    def _on_created(self, target: _Target, message: WatchResponse) -> None:
         target.created = True
         target.failures = 0
         if target.next_revision is None:
-            target.next_revision = Header.parse(message.get('header')).revision + 1
+            target.next_revision = message.header.revision + 1
         if all(t.created for t in self._targets):
             self.state = 'watching'
             ready, self._ready = self._ready, []
             for d in ready:
                 d.callback(self)
 
-    def _on_canceled(self, target: _Target, message: dict) -> None:
-        compact = int(message.get('compact_revision', 0))
+    def _on_canceled(self, target: _Target, message: WatchResponse) -> None:
+        compact = message.compact_revision
         describe = f'watch of {target.keyset.describe()}'
         if compact:
             error = Compacted(f'history before revision {compact} was compacted; the watch could not '
@@ -229,15 +159,13 @@ class Watching:
                               f'lost: read the current state and watch again from revision {compact})',
                               describe, 11, 'required revision has been compacted', compact)
         else:
-            reason = message.get('cancel_reason') or 'cancelled by the server'
-            error = ServerError(reason, describe)
+            error = ServerError(message.cancel_reason or 'cancelled by the server', describe)
         self._end(error)
 
     def _deliver(self, target: _Target, events: list) -> None:
         floor = target.next_revision or 0
         last = 0
-        for raw in events:
-            event = WatchEvent.parse(raw)
+        for event in events:
             revision = event.kv.mod_revision
             if revision < floor:
                 continue            # already delivered before a reconnect

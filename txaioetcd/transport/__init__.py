@@ -1,9 +1,10 @@
 """Transports carry requests to etcd and bring back answers; nothing above this package knows how.
 
-A request is a proto3-JSON dict (bytes as base64, 64-bit integers as numbers or strings) addressed by
-its gateway RPC name (``'kv/range'``); the answer is the response message as a dict. That form is the
-JSON gateway's own and maps one to one onto protobuf messages, so a native gRPC transport can be
-added behind the same interface.
+A request is an Op value of plain data (``txaioetcd.ops``, ``txaioetcd.rpc``); the transport encodes
+it for the wire, sends it, and builds the typed result (``txaioetcd.results``). A watch is a logical
+stream of ``WatchResponse`` messages that the transport may carry on a connection of its own (the
+JSON gateway) or multiplex with others. Errors are ``txaioetcd.errors`` classes, mapped from etcd's
+gRPC status code and message.
 """
 
 from zope.interface import Attribute, Interface
@@ -12,27 +13,31 @@ __all__ = ('ITransport', 'GatewayTransport')
 
 
 class ITransport(Interface):
-    """Sends etcd v3 requests and returns their answers."""
+    """Sends etcd v3 requests and returns their results. Everything the client uses of a transport
+    is declared here."""
 
     endpoints = Attribute('The endpoint URLs this transport may talk to, in order of preference.')
+    current_endpoint = Attribute('The endpoint URL calls currently go to first.')
+    connection = Attribute('The ConnectionState (transport._state): connecting / connected / '
+                           'disconnected, with listeners.')
+    lazy = Attribute('Set by the client: when True, a request that finds no endpoint to connect to '
+                     'waits (within its deadline) and tries again instead of failing at once.')
 
-    def call(rpc, request, describe, idempotent, timeout):
-        """Send one unary request; return a Deferred firing with the response dict.
+    def call(op, timeout):
+        """Send one request (an Op); return a Deferred firing with its typed result.
 
-        ``rpc``: e.g. ``'kv/put'``; ``describe``: text naming the operation and key for errors;
-        ``idempotent``: whether the request may be sent again (to another endpoint) after its fate
-        became unknown; ``timeout``: seconds until the Deferred fails with Timeout (or, for a
-        non-idempotent request already sent, OutcomeUnknown). Errors are txaioetcd.errors classes.
+        ``op.idempotent`` says whether it may be sent again (to another endpoint) after its fate became
+        unknown; ``timeout``: seconds until the Deferred fails with Timeout (or, for a non-idempotent
+        request already sent, OutcomeUnknown). ``op.describe()`` names it in errors.
         """
 
-    def stream(rpc, request, describe, on_message, timeout):
-        """Start a server-streaming call (watch, lease keepalive) on a connection of its own; return
-        an object with ``.done`` (a Deferred firing None when the stream ends, or failing) and
-        ``.cancel()``. ``request`` is one request dict or a list sent in order; ``on_message`` gets
-        each response dict in order; ``timeout`` bounds the time until the stream starts answering."""
+    def watch(create, on_message, timeout):
+        """Start one watch (an rpc.WatchCreate); return an object with ``.done`` (a Deferred firing
+        None when the stream ends, or failing) and ``.cancel()``. ``on_message`` gets each
+        WatchResponse of this watch in order; ``timeout`` bounds the time until it starts answering."""
 
     def endpoint_failed(error):
-        """A stream broke with ``error``: a hint to move streams and calls to another endpoint."""
+        """A watch broke with ``error``: a hint to move watches and calls to another endpoint."""
 
     def add_endpoint(url):
         """Talk to one more member from now on (auto-sync found it) → whether it was new."""

@@ -26,6 +26,7 @@ from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, NoLeader, 
 from . import ITransport
 from ._endpoints import parse_endpoint
 from ._http import ConnectionPool, Receiver
+from ._json import PATHS, decode, encode, watch_request, watch_response
 from ._state import ConnectionState
 from ._stream import Stream
 
@@ -115,15 +116,17 @@ class GatewayTransport:
         for member in self._members:
             member.set_token(raw)
 
-    def call(self, rpc: str, request: dict, describe: str, idempotent: bool, timeout: float) -> Deferred:
-        body = ujson.dumps(request, ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
-        return _Call(self, rpc, body, describe, idempotent).start(timeout)
+    def call(self, op, timeout: float) -> Deferred:
+        body = ujson.dumps(encode(op), ensure_ascii=True, escape_forward_slashes=False).encode('ascii')
+        return _Call(self, op, body).start(timeout)
 
-    def stream(self, rpc: str, request, describe: str, on_message, timeout: float) -> Stream:
-        requests = request if isinstance(request, list) else [request]
-        body = b''.join(ujson.dumps(r, ensure_ascii=True, escape_forward_slashes=False).encode('ascii') +
-                        b'\n' for r in requests)
-        stream = Stream(self._reactor, self._members[self._preferred], rpc, body, describe, on_message)
+    def watch(self, create, on_message, timeout: float) -> Stream:
+        """One gateway stream per watch, on a connection of its own: the gateway reads no further
+        requests from an open stream, so it cannot carry a second watch."""
+        body = ujson.dumps(watch_request(create), ensure_ascii=True,
+                           escape_forward_slashes=False).encode('ascii') + b'\n'
+        stream = Stream(self._reactor, self._members[self._preferred], PATHS[create.rpc], body,
+                        create.describe(), lambda message: on_message(watch_response(message)))
         stream.start(timeout)
         return stream
 
@@ -168,18 +171,18 @@ class GatewayTransport:
 class _Call(Receiver):
     """One unary call: tries members in turn until one answers, bounded by the deadline."""
 
-    __slots__ = ('_transport', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
+    __slots__ = ('_transport', '_op', '_rpc', '_body', '_describe', '_idempotent', '_result', '_timer',
                  '_index', '_tries', '_member', '_pending', '_connection', '_sent', '_status',
                  '_content_type', '_chunks', '_errors', '_done', '_reused', '_stale_retries',
                  '_prefix_index', '_waits', '_retry', '_reached', '_failures')
 
-    def __init__(self, transport: GatewayTransport, rpc: str, body: bytes, describe: str,
-                 idempotent: bool):
+    def __init__(self, transport: GatewayTransport, op, body: bytes):
         self._transport = transport
-        self._rpc = rpc
+        self._op = op
+        self._rpc = PATHS[op.rpc]
         self._body = body
-        self._describe = describe
-        self._idempotent = idempotent
+        self._describe = op.describe()
+        self._idempotent = op.idempotent
         self._index = transport._start_index()
         self._tries = 0
         self._member = None
@@ -301,9 +304,10 @@ class _Call(Receiver):
         body = self._chunks[0] if len(self._chunks) == 1 else b''.join(self._chunks)
         if self._status == 200:
             try:
-                response = ujson.loads(body)
-            except ValueError:
-                self._finish_error(ProtocolError(f'invalid JSON from {self._member.url}: {body[:80]!r}',
+                result = decode(self._op, ujson.loads(body))
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                self._finish_error(ProtocolError(f'an answer from {self._member.url} that is not a '
+                                                 f'{self._op.rpc} response ({error}): {body[:80]!r}',
                                                  self._describe))
                 return
             member = self._member
@@ -312,7 +316,7 @@ class _Call(Receiver):
             if self._index != self._transport._preferred:
                 self._transport._moved_on(self._index % len(self._transport._members))
             self._transport.connection.up()
-            self._finish(response)
+            self._finish(result)
         else:
             self._server_refused(body)
 
@@ -435,12 +439,12 @@ class _Call(Receiver):
             self._timer.cancel()
         self._timer = None
 
-    def _finish(self, response: dict) -> None:
+    def _finish(self, result) -> None:
         self._done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._result.callback(response)
+        self._result.callback(result)
 
     def _finish_error(self, error: Exception) -> None:
         self._done = True
