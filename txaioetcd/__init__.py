@@ -5,7 +5,7 @@ Every public asynchronous method returns a Deferred.
 """
 
 from ._version import __version__
-from . import errors, pmap
+from . import errors, pmap, retry, rpc
 from .client import Client
 from .database import Database, DbTransaction
 from .errors import *  # noqa: F401,F403 - the one error hierarchy, importable from the package
@@ -19,7 +19,7 @@ from .transport._tls import TLSConfig
 from .results import Alarm, Deleted, Hash, Header, KeyValue, Member, Range, Revision, Status, Success, TxnResult
 
 __all__ = (
-    '__version__', 'Client', 'TLSConfig', 'Database', 'DbTransaction', 'pmap', 'errors', 'KeySet',
+    '__version__', 'Client', 'TLSConfig', 'Database', 'DbTransaction', 'pmap', 'errors', 'rpc', 'retry', 'KeySet',
     'Transaction', 'Success', 'CompValue', 'CompVersion', 'CompCreated', 'CompModified', 'CompLease',
     'OpGet', 'OpSet', 'OpDel', 'OpTxn',
     'Lease', 'WatchEvent', 'Watching', 'EventStream',

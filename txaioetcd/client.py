@@ -19,6 +19,7 @@ from .lease import LeaseService
 from .maintenance import Maintenance
 from .watch import Watch
 from .ops import Op
+from .retry import CONNECT_RETRY, Deadline
 from .rpc import MaintenanceStatus
 from .transport import GatewayTransport, ITransport
 
@@ -102,19 +103,18 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
         return Deferred.fromCoroutine(self._wait_until_connected(timeout))
 
     async def _wait_until_connected(self, timeout: float):
-        deadline = self._reactor.seconds() + timeout
-        pause = 0.05
+        deadline = Deadline(self._reactor, timeout)
+        attempt = 0
         while True:
-            left = deadline - self._reactor.seconds()
-            if left <= 0:
+            if deadline.expired:
                 raise Timeout(f'no endpoint answered within {timeout:g} s '
                               f'({", ".join(self.endpoints)})', 'wait until connected')
             try:
-                await self._call(MaintenanceStatus(), left)
+                await self._call(MaintenanceStatus(), deadline.remaining())
                 return self
             except (ConnectionFailed, ConnectionLost):
-                await deferLater(self._reactor, min(pause, max(0.0, left)), lambda: None)
-                pause = min(1.0, pause * 2)
+                await deferLater(self._reactor, deadline.bound(CONNECT_RETRY.pause(attempt)), lambda: None)
+                attempt += 1
 
     @property
     def reactor(self):

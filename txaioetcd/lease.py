@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ._defer import Scoped
+from .retry import KEEPALIVE_RETRY
 from .errors import ClientClosed, LeaseLost, NotFound
 from .results import Header
 from .rpc import LeaseGrant, LeaseKeepAlive, LeaseLeases, LeaseRevoke, LeaseTimeToLive
@@ -97,7 +98,7 @@ class Lease:
         self._failures += 1
         _log.info('keepalive of lease {lease_id:x} failed ({error}); retrying', lease_id=self.lease_id,
                   error=error)
-        self._schedule(min(self._interval(), 0.1 * 2 ** self._failures))
+        self._schedule(min(self._interval(), KEEPALIVE_RETRY.pause(self._failures)))
 
     def _lost(self, reason: LeaseLost) -> None:
         self.state = 'expired'

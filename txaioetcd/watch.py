@@ -9,10 +9,10 @@ point meanwhile, the watch ends with ``Compacted`` carrying the compact revision
 
 from __future__ import annotations
 
-import random
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.logger import Logger
 
+from .retry import RECONNECT
 from .errors import AuthFailed, ClientClosed, Compacted, Error, ServerError, TransportError
 from .keyset import KeySet
 from .results import WatchEvent, WatchResponse
@@ -211,7 +211,7 @@ class Watching:
             self.state = 'reconnecting'
         target.failures += 1
         self.reconnects += 1
-        pause = random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(target.failures, 6))
+        pause = RECONNECT.pause(target.failures)
         _log.info('watch stream broken ({error}); reconnecting in {pause:.2f} s', error=error, pause=pause)
         self._client._transport_broken(error)
         target.retry = self._reactor.callLater(pause, self._open, target)

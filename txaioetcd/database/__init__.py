@@ -6,12 +6,11 @@ transaction function and runs it again, with jittered backoff, when it conflicts
 
 from __future__ import annotations
 
-import random
-
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from ..errors import ReadOnlyTransaction, TransactionConflict
+from ..errors import ReadOnlyTransaction, Timeout, TransactionConflict
+from ..retry import Backoff, Deadline
 from ._transaction import DbTransaction
 
 __all__ = ('Database', 'DbTransaction')
@@ -46,11 +45,14 @@ class Database:
         """The store's current revision (an int)."""
         return self.client.status().addCallback(lambda status: status.header.revision)
 
-    def begin(self, write: bool = False) -> DbTransaction:
-        """A new transaction; ``write=True`` allows writes (refused on a read-only Database)."""
+    def begin(self, write: bool = False, *, timeout: float | None = None) -> DbTransaction:
+        """A new transaction; ``write=True`` allows writes (refused on a read-only Database).
+
+        ``timeout`` (seconds) bounds the whole transaction: every read and the commit get what is
+        left of it (each at most the client's own timeout). Without it, each request has its own."""
         if write and self.readonly:
             raise ReadOnlyTransaction('this Database is read-only; writes are refused')
-        return DbTransaction(self, write)
+        return DbTransaction(self, write, Deadline(self._reactor, timeout) if timeout is not None else None)
 
     def attach(self, schema) -> Deferred:
         """Record ``schema``'s tables in the catalog (slot 0), or check them against it → the names of
@@ -58,28 +60,45 @@ class Database:
         return self.run(schema.attach)
 
     def run(self, fn, *args, retries: int = 10, write: bool = True, backoff: float = 0.01,
-            max_backoff: float = 1.0, **kwargs) -> Deferred:
+            max_backoff: float = 1.0, timeout: float | None = None, **kwargs) -> Deferred:
         """Run ``fn(txn, *args, **kwargs)`` in a transaction and commit it → what ``fn`` returned.
 
         On TransactionConflict the whole function runs again in a new transaction, up to ``retries``
         times, after a random pause of up to ``backoff * 2**attempt`` seconds (at most
-        ``max_backoff``). ``fn`` may be a plain function or a coroutine function.
+        ``max_backoff``). ``fn`` may be a plain function or a coroutine function. ``timeout`` bounds
+        all attempts together (their requests and pauses): past it, ``Timeout``.
         """
-        return Deferred.fromCoroutine(self._run(fn, args, kwargs, retries, write, backoff, max_backoff))
+        deadline = Deadline(self._reactor, timeout) if timeout is not None else None
+        policy = Backoff(backoff, max(backoff, max_backoff), jitter=0.0)
+        return Deferred.fromCoroutine(self._run(fn, args, kwargs, retries, write, policy, deadline))
 
-    async def _run(self, fn, args, kwargs, retries, write, backoff, max_backoff):
+    async def _run(self, fn, args, kwargs, retries, write, policy, deadline):
         attempt = 0
         while True:
-            txn = self.begin(write=write)
+            if write and self.readonly:
+                raise ReadOnlyTransaction('this Database is read-only; writes are refused')
+            txn = DbTransaction(self, write, deadline)
             try:
                 async with txn:
                     result = fn(txn, *args, **kwargs)
                     if hasattr(result, '__await__'):
                         result = await result
                 return result
-            except TransactionConflict:
+            except TransactionConflict as conflict:
                 if attempt >= retries:
                     raise
-            pause = random.uniform(0, min(max_backoff, backoff * 2 ** attempt))
+                pause = policy.pause(attempt)
+                if deadline is not None and deadline.remaining() <= pause:
+                    raise _out_of_time(deadline, attempt, conflict) from conflict
+            except Timeout as timeout:
+                # A read of the last attempt got what was left of the deadline, and it ran out.
+                if type(timeout) is Timeout and deadline is not None and deadline.expired:
+                    raise _out_of_time(deadline, attempt, timeout) from timeout
+                raise
             attempt += 1
             await deferLater(self._reactor, pause, lambda: None)
+
+
+def _out_of_time(deadline: Deadline, attempt: int, last: Exception) -> Timeout:
+    return Timeout(f'no attempt committed within {deadline.seconds:g} s ({attempt + 1} attempt(s); the '
+                   f'last: {last.reason})', 'db.run')

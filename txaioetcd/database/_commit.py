@@ -35,7 +35,7 @@ async def commit(txn) -> int | None:
         request = _request(txn, ops, checks)
         _check_limits(txn._db, request, ops)
         try:
-            result = await txn._client.submit(request)
+            result = await txn._client.submit(request, timeout=txn.timeout())
         except Failed as failed:
             raise _conflict(txn, checks, failed) from None
         except OutcomeUnknown as unknown:
@@ -189,7 +189,7 @@ async def _settle(txn, ops: dict, unknown: OutcomeUnknown) -> None:
     fence = _fence(txn, ops)
     if fence is not None:
         try:
-            await txn._client.submit(fence)
+            await txn._client.submit(fence, timeout=txn.timeout())
         except Failed:
             pass            # the key moved: our commit, or someone else's - cannot tell
         except Error:

@@ -16,6 +16,7 @@ from ..errors import Compacted, ReadNotAwaited, ReadOnlyTransaction, Transaction
 from ..keyset import KeySet, prefix_range_end
 from ..ops import OpGet, Transaction
 from ..pmap import ITableTxn
+from ..retry import Deadline
 
 __all__ = ('DbTransaction',)
 
@@ -50,8 +51,9 @@ class DbTransaction:
     Tables read and write through it (``tab[txn, key]``): its ``*_record(s)`` methods and
     ``track_read`` are the ``ITableTxn`` interface tables use, not calls for applications."""
 
-    def __init__(self, db, write: bool):
+    def __init__(self, db, write: bool, deadline: Deadline | None = None):
         self._db = db
+        self._deadline = deadline   # bounds every request the transaction makes (None: each its own)
         self._client = db.client
         self._prefix = db.prefix
         self._cut = len(db.prefix)
@@ -112,6 +114,10 @@ class DbTransaction:
     def track_read(self, read) -> None:
         """(ITableTxn) Remember a read handed to the application; commit checks it was taken."""
         self._reads.append(read)
+
+    def timeout(self) -> float | None:
+        """The deadline of the next request: what is left of the transaction's (None: the client's)."""
+        return None if self._deadline is None else self._deadline.bound(self._client.timeout)
 
     def _check_open(self) -> None:
         if self.state != 'open':
@@ -177,7 +183,7 @@ class DbTransaction:
             return succeed(self._visible(raw))
         self._owners.setdefault(raw, (table, key))
         client = self._client
-        d = self._at_snapshot(lambda revision: client.get(raw, revision=revision))
+        d = self._at_snapshot(lambda revision: client.get(raw, revision=revision, timeout=self.timeout()))
 
         def got(result):
             self._record(raw, result.kvs[0] if result.kvs else None)
@@ -214,7 +220,8 @@ class DbTransaction:
             client = self._client
             result = await self._at_snapshot(
                 lambda revision, batch=batch: client.submit(
-                    Transaction(success=[OpGet(raw, revision=revision) for raw in batch])))
+                    Transaction(success=[OpGet(raw, revision=revision) for raw in batch]),
+                    timeout=self.timeout()))
             for raw, got in zip(batch, result.responses):
                 self._record(raw, got.kvs[0] if got.kvs else None)
 
@@ -340,7 +347,7 @@ class DbTransaction:
         keyset = KeySet(low, high)
         client = self._client
         return self._at_snapshot(lambda revision: client.get(
-            keyset, limit=size, revision=revision, keys_only=keys_only,
+            keyset, limit=size, revision=revision, keys_only=keys_only, timeout=self.timeout(),
             sort_order='descend' if reverse else None))
 
     @staticmethod
@@ -361,7 +368,8 @@ class DbTransaction:
         if not self.write and not touched:
             keyset = KeySet(raw_start, raw_end)
             client = self._client
-            d = self._at_snapshot(lambda revision: client.get(keyset, revision=revision, count_only=True))
+            d = self._at_snapshot(lambda revision: client.get(keyset, revision=revision, count_only=True,
+                                                              timeout=self.timeout()))
             return d.addCallback(lambda result: result.count)
         # In a write transaction the keys counted must be compared at commit: scan them.
         return Deferred.fromCoroutine(self._count_by_scan(start, end, table))

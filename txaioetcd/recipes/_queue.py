@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from ..errors import Compacted, LeaseLost
 from ..keyset import KeySet, as_key
 from ..ops import CompCreated, OpGet, OpSet, Transaction
+from ..retry import Deadline
 
 __all__ = ('Place', 'check_name', 'check_ttl', 'cancel_and_wait')
 
@@ -74,10 +75,16 @@ class Place:
         self.key = None
         self.revision = 0        # create revision of our key: our position in the queue
         self._waiting = None     # the wait for a predecessor's deletion, while one runs
+        self._deadline = None    # of the entry under way
 
-    async def enter(self, value: bytes) -> None:
+    def _timeout(self) -> float | None:
+        return None if self._deadline is None else self._deadline.bound(self._client.timeout)
+
+    async def enter(self, value: bytes, deadline: Deadline | None = None) -> None:
         """Queue up with ``value`` and return once first in line. On any failure - a cancellation
-        included - leave the queue again before raising."""
+        included - leave the queue again before raising. Each request made on the way gets what is
+        left of ``deadline`` (the wait itself is bounded by whoever awaits: a timeout cancels)."""
+        self._deadline = deadline
         try:
             await self._join(value)
             await self._wait_turn()
@@ -95,14 +102,14 @@ class Place:
                      describe=self.describe)
 
     async def _join(self, value: bytes) -> None:
-        lease = await self._client.lease(self.ttl)
+        lease = await self._client.lease(self.ttl, timeout=self._timeout())
         self.lease = lease
         lease.on_expired(self._lease_lost)
         self.key = self.prefix + b'%x' % lease.lease_id
         # The compare keeps a key's first place should the same lease join again.
         joined = await self._client.do(Transaction(compare=[CompCreated(self.key, '==', 0)],
                                                    success=[OpSet(self.key, value, lease=lease)],
-                                                   failure=[OpGet(self.key)]))
+                                                   failure=[OpGet(self.key)]), timeout=self._timeout())
         self.revision = (joined.header.revision if joined.succeeded
                          else joined.responses[0].kvs[0].create_revision)
 
@@ -113,7 +120,7 @@ class Place:
         mine = OpGet(self.key, keys_only=True)
         while True:
             # Both reads at one revision, so "nobody ahead" and "still queued" hold together.
-            read = await self._client.do(Transaction(success=[ahead, mine]))
+            read = await self._client.do(Transaction(success=[ahead, mine]), timeout=self._timeout())
             predecessor, own = read.responses
             if not own.kvs:
                 raise LeaseLost('our key vanished while waiting: the lease expired or was revoked',

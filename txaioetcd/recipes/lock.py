@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from .._defer import returns_deferred
 from ..errors import LeaseLost, LockTimeout
+from ..retry import Deadline
 from ._queue import Place, cancel_and_wait, check_name, check_ttl
 
 __all__ = ('Lock', 'LockTimeout')
@@ -80,7 +81,8 @@ class Lock:
                                f'it first, or use another Lock object for another contender')
         place = self._place = Place(self._client, self.name + b'/', self.ttl, f'lock {self.name!r}',
                                     self._lost)
-        entered = self._pending = Deferred.fromCoroutine(place.enter(b''))
+        deadline = Deadline(self._client.reactor, timeout) if timeout is not None else None
+        entered = self._pending = Deferred.fromCoroutine(place.enter(b'', deadline))
         if timeout is not None:
             # Twisted's reactor is the client's clock; a timeout cancels the entry, which cleans up.
             entered.addTimeout(timeout, self._client.reactor)

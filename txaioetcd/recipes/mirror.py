@@ -14,14 +14,14 @@ Built only on the public client: ``get`` (paged, at a revision) and ``watch``.
 from __future__ import annotations
 
 import bisect
-import random
 import struct
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..errors import ClientClosed, Compacted, TransportError, Unavailable
+from ..retry import RECONNECT, Deadline
+from ..errors import ClientClosed, Compacted, Timeout, TransportError, Unavailable
 from ..keyset import KeySet, as_key, prefix_range_end
 from ..results import KeyValue
 from ..watch import WatchEvent
@@ -48,10 +48,6 @@ def _unpack(key: bytes, blob: bytes) -> KeyValue:
     return KeyValue(key, blob[_CUT:], *_META.unpack_from(blob))
 
 
-def _pause(failures: int) -> float:
-    return random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(failures, 6))
-
-
 def _notify(callbacks, *args) -> None:
     for callback in list(callbacks):
         try:
@@ -71,9 +67,13 @@ class Mirror:
     ``on_change(event)`` (and every callback given to ``subscribe``) gets each change as a ``WatchEvent``,
     after it was applied, with ``prev_kv`` filled in from the copy. ``on_resync(error)`` is told when
     compacted history forced a fresh snapshot (``error`` is the ``Compacted``); ``resyncs`` counts them.
+
+    ``timeout`` (seconds) bounds the start: every read of the first snapshot gets what is left of it,
+    and a mirror not ready by then ends - ``ready()`` and ``done`` fail with ``Timeout``.
     """
 
-    def __init__(self, client, keys, on_change=None, *, on_resync=None, page_size: int = _PAGE):
+    def __init__(self, client, keys, on_change=None, *, on_resync=None, page_size: int = _PAGE,
+                 timeout: float | None = None):
         self.keyset = KeySet.of(keys)
         self.revision = 0
         self.resyncs = 0
@@ -92,6 +92,10 @@ class Mirror:
         self._pending: Deferred | None = None
         self._applied = 0                           # the revision of the last change applied
         self._settling = None                       # the call that makes it ``revision``
+        self._start = Deadline(self._reactor, timeout) if timeout is not None else None
+        self._start_timer = (self._reactor.callLater(timeout, self._start_expired)
+                             if timeout is not None else None)
+        self._error = None                          # what ends the mirror, if not close()
         Deferred.fromCoroutine(self._follow())
 
     def __repr__(self):
@@ -248,7 +252,7 @@ class Mirror:
                 if self.state == 'closed':
                     raise CancelledError() from None
                 failures += 1
-                pause = _pause(failures)
+                pause = RECONNECT.pause(failures)
                 _log.info('{mirror!r}: snapshot read failed ({error}); again in {pause:.2f} s',
                           mirror=self, error=error, pause=pause)
                 await self._wait(deferLater(self._reactor, pause, lambda: None))
@@ -256,7 +260,7 @@ class Mirror:
     async def _read_all(self) -> tuple[dict, int]:
         """Every key of the range as ``{key: packed}`` in key order, all pages at one revision."""
         keyset, data = self.keyset, {}
-        result = await self._wait(self._client.get(keyset, limit=self._page_size))
+        result = await self._wait(self._client.get(keyset, limit=self._page_size, timeout=self._timeout()))
         revision = result.header.revision
         while True:
             for kv in result.kvs:
@@ -264,7 +268,8 @@ class Mirror:
             if not (result.more and result.kvs):
                 return data, revision
             rest = KeySet(result.kvs[-1].key + b'\0', keyset.range_end)
-            result = await self._wait(self._client.get(rest, limit=self._page_size, revision=revision))
+            result = await self._wait(self._client.get(rest, limit=self._page_size, revision=revision,
+                                                       timeout=self._timeout()))
 
     async def _wait(self, d: Deferred):
         if self.state == 'closed':
@@ -276,9 +281,25 @@ class Mirror:
         finally:
             self._pending = None
 
+    def _timeout(self) -> float | None:
+        """Reads while starting get what is left of the start's deadline; later ones their own."""
+        if self._start is None or self._ready is None:
+            return None
+        return self._start.bound(self._client.timeout)
+
+    def _start_expired(self) -> None:
+        self._start_timer = None
+        if self._ready is not None and self.state != 'closed':
+            self._error = Timeout(f'the mirror did not load and start watching within '
+                                  f'{self._start.seconds:g} s', f'mirror of {self.keyset.describe()}')
+            self.close()
+
     def _watch_ready(self, _) -> None:
         if self.state == 'closed':
             return
+        if self._start_timer is not None and self._start_timer.active():
+            self._start_timer.cancel()
+        self._start_timer = None
         self.state = 'following'
         ready, self._ready = self._ready, None
         for d in ready or ():
@@ -349,7 +370,11 @@ class Mirror:
                 d.callback(self)
 
     def _end(self, error) -> None:
+        error = error or self._error
         self.state = 'closed'
+        if self._start_timer is not None and self._start_timer.active():
+            self._start_timer.cancel()
+        self._start_timer = None
         self._watching = None
         if self._settling is not None:
             self._settling.cancel()

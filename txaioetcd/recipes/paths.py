@@ -72,10 +72,11 @@ class PathCache:
     ``children(path)`` - all synchronous. Paths are whole keys, such as ``b'/app/config/db'``.
     """
 
-    def __init__(self, client, root: bytes, on_change=None, *, on_resync=None, page_size: int = _PAGE):
+    def __init__(self, client, root: bytes, on_change=None, *, on_resync=None, page_size: int = _PAGE,
+                 timeout: float | None = None):
         self.root = _directory(root)
         self.mirror = Mirror(client, KeySet(self.root, prefix=True), on_change, on_resync=on_resync,
-                             page_size=page_size)
+                             page_size=page_size, timeout=timeout)
 
     def __repr__(self):
         return f'<PathCache {self.root!r} {self.mirror.state} keys={len(self.mirror)}>'

@@ -17,11 +17,11 @@ __all__ = ('TableMirror', 'IndexMirror')
 class _View:
     """What the table and index mirrors share: a raw Mirror underneath, and its life cycle."""
 
-    def __init__(self, db, start: bytes, on_change, on_resync, page_size: int):
+    def __init__(self, db, start: bytes, on_change, on_resync, page_size: int, timeout):
         self._cut = len(db.prefix)
         self._callbacks = [on_change] if on_change is not None else []
         self.mirror = Mirror(db.client, KeySet(db.prefix + start, prefix=True), self._raw_change,
-                             on_resync=on_resync, page_size=page_size)
+                             on_resync=on_resync, page_size=page_size, timeout=timeout)
 
     @property
     def revision(self) -> int:
@@ -81,12 +81,13 @@ class TableMirror(_View):
     until their record changes: treat them as read-only. Callbacks get ``(key, old_obj, new_obj)``.
     """
 
-    def __init__(self, db, table, on_change=None, *, on_resync=None, page_size: int = _PAGE):
+    def __init__(self, db, table, on_change=None, *, on_resync=None, page_size: int = _PAGE,
+                 timeout: float | None = None):
         self.table = table
         self._base = db.prefix
         self._objects: dict[bytes, object] = {}     # raw key -> decoded object, once read
         start, _ = table._range()
-        super().__init__(db, start, on_change, on_resync, page_size)
+        super().__init__(db, start, on_change, on_resync, page_size, timeout)
 
     def __repr__(self):
         return f'<TableMirror {self.table.name} {self.mirror.state} records={len(self)}>'
@@ -137,11 +138,12 @@ class IndexMirror(_View):
     new_record_key)`` for each entry added, moved or removed.
     """
 
-    def __init__(self, db, index, on_change=None, *, on_resync=None, page_size: int = _PAGE):
+    def __init__(self, db, index, on_change=None, *, on_resync=None, page_size: int = _PAGE,
+                 timeout: float | None = None):
         self.index = index
         self._base = db.prefix
         start, _ = index.map._range()
-        super().__init__(db, start, on_change, on_resync, page_size)
+        super().__init__(db, start, on_change, on_resync, page_size, timeout)
 
     def __repr__(self):
         return f'<IndexMirror {self.index.name} of {self.index.table.name} {self.mirror.state}>'

@@ -14,12 +14,11 @@ fails with OutcomeUnknown instead, because it may have been applied.
 
 from __future__ import annotations
 
-import random
-
 import ujson
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from zope.interface import implementer
 
+from ..retry import READ_RETRY
 from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, NoLeader, OutcomeUnknown,
                       ProtocolError, ServerError, Timeout, TLSError, TransportError, Unavailable,
                       Unsupported, server_error)
@@ -247,7 +246,7 @@ class _Call(Receiver):
                 self._sent = False
                 self._status = 0
                 self._chunks = []
-                pause = random.uniform(0.5, 1.0) * min(1.0, 0.05 * 2 ** min(self._waits, 5))
+                pause = READ_RETRY.pause(self._waits)
                 self._retry = self._transport._reactor.callLater(pause, self._retry_now)
                 return
             if isinstance(error, ConnectionFailed) and len(self._errors) > 1:
