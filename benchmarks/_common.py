@@ -63,6 +63,7 @@ class RunResult:
     items: int = 0           # e.g. keys returned by range reads
     user_seconds: float = 0.0    # the user part of cpu_seconds
     system_seconds: float = 0.0  # the kernel part (syscalls: send, recv, epoll, loopback TCP)
+    server_seconds: float | None = None     # etcd's own CPU over the run, when its PID is known
 
     @property
     def ops_per_s(self) -> float:
@@ -76,9 +77,16 @@ class RunResult:
     def items_per_s(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def server_ms_per_op(self) -> float | None:
+        if self.server_seconds is None or not self.ops:
+            return None
+        return 1000.0 * self.server_seconds / self.ops
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(ops_per_s=self.ops_per_s, cpu_ms_per_op=self.cpu_ms_per_op, items_per_s=self.items_per_s,
+                 server_ms_per_op=self.server_ms_per_op,
                  user_ms_per_op=1000.0 * self.user_seconds / self.ops if self.ops else 0.0,
                  system_ms_per_op=1000.0 * self.system_seconds / self.ops if self.ops else 0.0)
         return d
@@ -177,6 +185,11 @@ class Summary:
         return statistics.median(r.items_per_s for r in self.runs)
 
     @property
+    def server_ms_per_op(self) -> float | None:
+        known = [r.server_ms_per_op for r in self.runs if r.server_ms_per_op is not None]
+        return statistics.median(known) if known else None
+
+    @property
     def user_sys_text(self) -> str:
         user = statistics.median(1000.0 * r.user_seconds / r.ops for r in self.runs if r.ops)
         system = statistics.median(1000.0 * r.system_seconds / r.ops for r in self.runs if r.ops)
@@ -204,6 +217,7 @@ class Summary:
         return {
             'name': self.name, 'in_flight': self.in_flight,
             'ops_per_s_median': self.ops_per_s, 'cpu_ms_per_op_median': self.cpu_ms_per_op,
+            'etcd_cpu_ms_per_op_median': self.server_ms_per_op,
             'ops_per_s_min': min(r.ops_per_s for r in self.runs),
             'ops_per_s_max': max(r.ops_per_s for r in self.runs),
             'items_per_s_median': self.items_per_s if self.item_label else None,
@@ -216,6 +230,9 @@ class Summary:
 def print_table(title: str, summaries: list, targets: bool = True, file=sys.stdout) -> None:
     header = ['benchmark', 'in flight', 'ops/s (median)', 'CPU ms/op', 'user/sys ms', 'min ops/s', 'max ops/s',
               'ops/run']
+    server = any(s.server_ms_per_op is not None for s in summaries)
+    if server:
+        header.insert(5, 'etcd ms/op')
     if targets:
         header += ['target', 'result']
     rows = []
@@ -224,6 +241,8 @@ def print_table(title: str, summaries: list, targets: bool = True, file=sys.stdo
         row = [s.name, str(s.in_flight), f'{s.ops_per_s:,.0f}', f'{s.cpu_ms_per_op:.3f}', s.user_sys_text,
                f'{min(r.ops_per_s for r in s.runs):,.0f}', f'{max(r.ops_per_s for r in s.runs):,.0f}',
                f'{int(statistics.median(r.ops for r in s.runs)):,}']
+        if server:
+            row.insert(5, '-' if s.server_ms_per_op is None else f'{s.server_ms_per_op:.3f}')
         if targets:
             row += [s.target_text(), s.verdict() or '-']
         rows.append(row)

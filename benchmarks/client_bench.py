@@ -1,12 +1,19 @@
 """Throughput and client CPU of txaioetcd.Client against a real etcd.
 
-    python benchmarks/client_bench.py [--runs 3] [--seconds 2] [--url URL] [--json out.json]
+    python benchmarks/client_bench.py [--runs 3] [--seconds 2] [--url URL --etcd-pid PID] [--fsync]
+                                      [--transports gateway,grpc] [--json out.json]
                                       [--pool-size N] [--only NAME,...] [--profile NAME]
 
 Without ``--url`` it starts an embedded etcd (``txaioetcd.testing.LocalEtcd``: etcd 3.5 on loopback,
-``fast=True``, i.e. --unsafe-no-fsync and short raft timers) and always stops it again. With ``--url``
-it uses that server; every key written lives under a fresh prefix ``/txaioetcd-bench/<pid>-<rand>/``
-which is deleted at the end.
+``fast=True``, i.e. --unsafe-no-fsync and short raft timers; ``--fsync`` keeps etcd's fsync) and
+always stops it again. With ``--url`` it uses that server; every key written lives under a fresh
+prefix ``/txaioetcd-bench/<pid>-<rand>/`` which is deleted at the end.
+
+Both transports run side by side by default, one client each on the same etcd: every round runs each
+workload on the gateway, then on gRPC, so both see the same machine. Besides this process's CPU, each
+run reads etcd's own CPU (utime + stime from /proc/<pid>/stat; the embedded etcd's PID, or
+``--etcd-pid``) and divides it by the operations. The last table gives gRPC ÷ gateway per workload,
+against the targets of issue 9.
 
 Workloads (see benchmarks/README.md for what each number means):
 
@@ -45,6 +52,11 @@ from txaioetcd import Client, CompModified, KeySet, OpSet, Transaction  # noqa: 
 VALUE = b'v' * 100
 SEQ_KEYS = 1000
 RANGE_KEYS = 5000
+
+# gRPC ÷ gateway targets (issue 9): throughput at least this many times the gateway's
+SPEEDUP_TARGETS = {'put @64': 1.6, 'get @64': 1.8, 'range 5k keys': 2.5, 'put seq': 1.3, 'txn seq (CAS)': 1.3}
+ETCD_CPU_TARGET = 0.5       # etcd's CPU per op on gRPC, at most this share of the gateway's
+CLIENT_CPU_TARGET = 1.2     # our CPU per op on gRPC, at most this many times the gateway's
 
 # name -> (in flight, min ops/s target, max CPU ms/op target)
 WORKLOADS = {
@@ -133,16 +145,29 @@ class Bench:
         return success
 
     @inlineCallbacks
-    def run(self, name: str, seconds: float, warmup: float):
+    def run(self, name: str, seconds: float, warmup: float, etcd_pid: int | None = None):
         concurrency = WORKLOADS[name][0]
         call = self.call(name)
         min_ops = 5 if name == 'range 5k keys' else 200
         if warmup > 0:
             yield run_window(call, concurrency, warmup, 1)
         self.items = 0
+        etcd_before = etcd_cpu_seconds(etcd_pid)
         result = yield run_window(call, concurrency, seconds, min_ops)
+        etcd_after = etcd_cpu_seconds(etcd_pid)
         result.items = self.items
+        if etcd_before is not None and etcd_after is not None:
+            result.server_seconds = etcd_after - etcd_before
         return result
+
+
+def etcd_cpu_seconds(pid: int | None) -> float | None:
+    """etcd's user + system CPU so far (/proc/<pid>/stat), or None without a PID."""
+    if not pid:
+        return None
+    with open(f'/proc/{pid}/stat') as stat:
+        fields = stat.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def profile_workload(bench: Bench, name: str, seconds: float, top: int = 15, timer: str = 'cpu') -> Deferred:
@@ -180,50 +205,97 @@ async def main(reactor, args, etcd_info: dict):
     client_kwargs = {}
     if args.pool_size:
         client_kwargs['pool_size'] = args.pool_size
-    client = Client(reactor, args.url, **client_kwargs)
-    pool_size = client._transport._members[0].pool.size
+    clients = {kind: Client(reactor, args.url, transport=kind, **client_kwargs) for kind in args.transports}
     prefix = b'/txaioetcd-bench/%d-%s/' % (os.getpid(), os.urandom(4).hex().encode())
     names = args.only
     print(f'txaioetcd.Client benchmark: python {env["python"]}, Twisted {env["twisted"]}, '
           f'reactor {env["reactor"]}, {env["cpus"]} CPUs')
-    print(f'etcd: {etcd_info.get("etcd")} at {args.url}; Client pool_size={pool_size}; '
-          f'{args.runs} runs x ~{args.seconds:g} s per workload; load average {load_average()}',
-          flush=True)
-    summaries = {name: Summary(name, WORKLOADS[name][0], [], WORKLOADS[name][1], WORKLOADS[name][2],
-                               'keys' if name == 'range 5k keys' else '')
-                 for name in names}
-    bench = Bench(client, prefix)
+    print(f'etcd: {etcd_info.get("etcd")} at {args.url} (pid {args.etcd_pid or "unknown"}); transports '
+          f'{", ".join(args.transports)}; {args.runs} runs x ~{args.seconds:g} s per workload and transport; '
+          f'load average {load_average()}', flush=True)
+    summaries = {(kind, name): Summary(name, WORKLOADS[name][0], [], WORKLOADS[name][1], WORKLOADS[name][2],
+                                       'keys' if name == 'range 5k keys' else '')
+                 for kind in args.transports for name in names}
+    # One prefix and one data set; each transport's client reads and writes the same keys.
+    benches = {kind: Bench(client, prefix) for kind, client in clients.items()}
     load_before = load_average()
     try:
-        await bench.populate()
+        first = benches[args.transports[0]]
+        await first.populate()
+        for bench in benches.values():
+            bench.txn_rev = first.txn_rev
         for run in range(args.runs):
             for name in names:
-                result = await bench.run(name, args.seconds, args.warmup)
-                summaries[name].runs.append(result)
-                print(f'  run {run + 1}/{args.runs} {name:<14} {result.ops_per_s:>9,.1f} ops/s '
-                      f'{result.cpu_ms_per_op:7.3f} CPU ms/op  ({result.ops:,} ops in {result.seconds:.2f} s)',
-                      flush=True)
-                await sleep(reactor, 0.2)
+                for kind in args.transports:
+                    bench = benches[kind]
+                    if name == 'txn seq (CAS)':
+                        bench.txn_rev = (await bench.client.get(bench.txn_key)).kvs[0].mod_revision
+                    result = await bench.run(name, args.seconds, args.warmup, args.etcd_pid)
+                    summaries[kind, name].runs.append(result)
+                    etcd = '' if result.server_ms_per_op is None else f' {result.server_ms_per_op:7.3f} etcd ms/op'
+                    print(f'  run {run + 1}/{args.runs} {kind:<7} {name:<14} {result.ops_per_s:>9,.1f} ops/s '
+                          f'{result.cpu_ms_per_op:7.3f} CPU ms/op{etcd}  ({result.ops:,} ops in '
+                          f'{result.seconds:.2f} s)', flush=True)
+                    await sleep(reactor, 0.2)
         load_after = load_average()
-        print_table(f'txaioetcd.Client against etcd {etcd_info.get("etcd")} (median of {args.runs} runs; '
-                    f'load average before {load_before}, after {load_after})',
-                    [summaries[n] for n in names])
-        print('  CPU ms/op = this process\'s user+sys CPU (getrusage RUSAGE_SELF) / ops; etcd not included.')
+        for kind in args.transports:
+            print_table(f'{kind}: txaioetcd.Client against etcd {etcd_info.get("etcd")} (median of {args.runs} '
+                        f'runs; load average before {load_before}, after {load_after})',
+                        [summaries[kind, n] for n in names])
+        print('  CPU ms/op = this process\'s user+sys CPU (getrusage RUSAGE_SELF) / ops; etcd ms/op = etcd\'s '
+              'utime+stime (/proc) / ops.')
+        ratios = None
+        if set(args.transports) == {'gateway', 'grpc'}:
+            ratios = print_ratios(names, summaries)
         profiled = None
         if args.profile:
-            profiled = await profile_workload(bench, args.profile, args.seconds,
+            profiled = await profile_workload(benches[args.transports[-1]], args.profile, args.seconds,
                                               args.profile_top, args.profile_timer)
         if args.json:
             with open(args.json, 'w') as out:
                 json.dump({'benchmark': 'client_bench', 'environment': env, 'url': args.url,
-                           'pool_size': pool_size, 'runs': args.runs, 'seconds_per_run': args.seconds,
+                           'runs': args.runs, 'seconds_per_run': args.seconds,
                            'load_average_before': load_before, 'load_average_after': load_after,
-                           'results': [summaries[n].as_dict() for n in names],
+                           'results': {kind: [summaries[kind, n].as_dict() for n in names]
+                                       for kind in args.transports},
+                           'grpc_over_gateway': ratios,
                            'profiled': profiled.as_dict() if profiled else None},
                           out, indent=2)
             print(f'wrote {args.json}')
     finally:
-        await remove_and_close(client, prefix)
+        await remove_and_close(first.client, prefix)
+        for client in clients.values():
+            await client.close()
+
+
+def print_ratios(names, summaries) -> dict:
+    """gRPC ÷ gateway per workload (medians), against the targets; → the figures, for --json."""
+    print('\ngRPC ÷ gateway, same run (medians): throughput, our CPU per op, etcd\'s CPU per op')
+    header = ('benchmark', 'ops/s ×', 'target', 'client CPU ×', 'target', 'etcd CPU ×', 'target')
+    rows, figures = [], {}
+    for name in names:
+        grpc, gateway = summaries['grpc', name], summaries['gateway', name]
+        speed = grpc.ops_per_s / gateway.ops_per_s
+        client = grpc.cpu_ms_per_op / gateway.cpu_ms_per_op
+        etcd = (grpc.server_ms_per_op / gateway.server_ms_per_op
+                if grpc.server_ms_per_op is not None and gateway.server_ms_per_op else None)
+        target = SPEEDUP_TARGETS.get(name)
+        rows.append((name, f'{speed:.2f}', '-' if target is None else
+                     f'>= {target:g} {"PASS" if speed >= target else "MISS"}',
+                     f'{client:.2f}', f'<= {CLIENT_CPU_TARGET:g} {"PASS" if client <= CLIENT_CPU_TARGET else "MISS"}',
+                     '-' if etcd is None else f'{etcd:.2f}',
+                     '-' if etcd is None else f'<= {ETCD_CPU_TARGET:g} {"PASS" if etcd <= ETCD_CPU_TARGET else "MISS"}'))
+        figures[name] = {'ops_per_s': speed, 'client_cpu_per_op': client, 'etcd_cpu_per_op': etcd,
+                         'ops_per_s_target': target}
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+    line = '  '.join('-' * w for w in widths)
+    print(line)
+    for row in [header] + rows:
+        print('  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if row is header:
+            print(line)
+    print(line, flush=True)
+    return figures
 
 
 def parse_args(argv=None):
@@ -232,6 +304,10 @@ def parse_args(argv=None):
     parser.add_argument('--seconds', type=float, default=2.0, help='length of each run (default 2)')
     parser.add_argument('--warmup', type=float, default=0.3, help='unmeasured warm-up before each run (default 0.3)')
     parser.add_argument('--url', help='use this etcd instead of starting one')
+    parser.add_argument('--etcd-pid', type=int, default=0, help="with --url: etcd's PID, to read its CPU")
+    parser.add_argument('--fsync', action='store_true', help='the embedded etcd keeps fsync (fast=False)')
+    parser.add_argument('--transports', default='gateway,grpc',
+                        help='comma-separated, run side by side: gateway, grpc (default both)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--pool-size', type=int, default=0,
                         help='Client(pool_size=...): connections per endpoint (default: the Client default)')
@@ -242,6 +318,9 @@ def parse_args(argv=None):
     parser.add_argument('--profile-top', type=int, default=15, help='functions shown by --profile (default 15)')
     args = parser.parse_args(argv)
     args.only = [workload_name(n) for n in args.only.split(',')] if args.only else list(WORKLOADS)
+    args.transports = [kind.strip() for kind in args.transports.split(',') if kind.strip()]
+    if not args.transports or set(args.transports) - {'gateway', 'grpc'}:
+        parser.error('--transports: gateway, grpc or both')
     if args.profile:
         args.profile = workload_name(args.profile)
     if args.runs < 1:
@@ -256,12 +335,15 @@ def run(args, body) -> None:
     try:
         if not args.url:
             from txaioetcd.testing import LocalEtcd, etcd_version
-            etcd = LocalEtcd()
+            fsync = getattr(args, 'fsync', False)
+            etcd = LocalEtcd(fast=not fsync)
             print('starting embedded etcd ...', flush=True)
             t0 = time.monotonic()
             etcd.start()
             args.url = etcd.url
-            info['etcd'] = '.'.join(map(str, etcd_version(etcd.binary))) + ' (embedded, fast=True)'
+            args.etcd_pid = etcd.pid
+            info['etcd'] = '.'.join(map(str, etcd_version(etcd.binary))) + \
+                (' (embedded, with fsync)' if fsync else ' (embedded, fast=True)')
             print(f'etcd {info["etcd"]} up at {etcd.url} in {time.monotonic() - t0:.1f} s', flush=True)
         else:
             info['etcd'] = 'external'

@@ -24,7 +24,7 @@ from txaioetcd.errors import (CommitOutcomeUnknown, NullIndexValue, ReadOnlyTran
                               TooManyOperations, TransactionConflict, TransactionTooLarge,
                               UniqueViolation)
 
-from _loopback import connected, split_http_requests
+from _loopback import RequestReader, ResponseReader, connected
 
 
 # -- helpers
@@ -885,11 +885,12 @@ class _Front(protocol.Protocol):
 
     def __init__(self, proxy):
         self.proxy = proxy
-        self.buffer = b''
+        self.reader = RequestReader()
         self.back = None
         self.queue = []
         self.closed = False
-        self.swallow = False        # the next answer from etcd is kept from the client
+        self.swallowing = False     # the answer to stream ``swallow`` is kept from the client
+        self.swallow = 0
 
     def connectionMade(self):
         self.proxy.fronts.add(self)
@@ -898,7 +899,7 @@ class _Front(protocol.Protocol):
 
     def _connected(self, back):
         self.proxy.backs.add(back)
-        if self.closed and not self.swallow:
+        if self.closed and not self.swallowing:
             back.transport.loseConnection()
             return
         self.back = back
@@ -917,29 +918,33 @@ class _Front(protocol.Protocol):
             self.queue.append(data)
 
     def dataReceived(self, data):
-        requests, self.buffer = split_http_requests(self.buffer + data)
-        for request in requests:
+        for raw, request in self.reader.feed(data):
             if self.closed:
                 return
-            self._request(request.path, request.body, request.raw)
+            if request is None:
+                self._send(raw)
+            else:
+                self._request(request, raw)
 
-    def _request(self, path, body, request):
+    def _request(self, request, raw):
         proxy = self.proxy
-        proxy.paths.append(path)
+        proxy.paths.append(request.rpc)
         mode = proxy.mode
-        is_commit = path.endswith(b'/kv/txn') and (b'request_put' in body or b'request_delete_range' in body)
+        body = request.body
+        is_commit = request.rpc == 'KV/Txn' and (b'request_put' in body or b'request_delete_range' in body)
         if mode is None or not is_commit:
-            self._send(request)
+            self._send(raw)
             return
         proxy.mode = None                           # one shot: the fence goes through
-        proxy.triggered.append(path)
+        proxy.triggered.append(request.rpc)
         if mode == 'drop':                          # etcd never sees it
             self.closed = True
             self.transport.abortConnection()
             proxy.answered.callback(False)
             return
-        self._send(request)
-        self.swallow = True
+        self._send(raw)
+        self.swallow = request.stream_id      # the answer to keep back: this stream's (HTTP/2)
+        self.swallowing = True
         if mode == 'forward_drop_now':              # hang up at once; etcd's answer is swallowed later
             self.closed = True
             self.transport.abortConnection()
@@ -948,7 +953,7 @@ class _Front(protocol.Protocol):
     def connectionLost(self, reason):
         self.closed = True
         self.proxy.fronts.discard(self)
-        if self.back is not None and not self.swallow:
+        if self.back is not None and not self.swallowing:
             self.back.transport.loseConnection()
 
 
@@ -957,11 +962,15 @@ class _Back(protocol.Protocol):
 
     def __init__(self, front):
         self.front = front
+        self.answers = None
 
     def dataReceived(self, data):
         front = self.front
-        if front.swallow:
-            front.swallow = False
+        if self.answers is None:
+            self.answers = ResponseReader(front.reader.http2)
+        ended = self.answers.feed(data)
+        if front.swallowing and front.swallow in ended:
+            front.swallowing = False
             if not front.closed:
                 front.closed = True
                 front.transport.abortConnection()

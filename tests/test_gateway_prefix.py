@@ -5,6 +5,9 @@ tries ``/v3`` and moves to the next prefix on a plain-text 404. To see that for 
 twisted.web reverse proxy on 127.0.0.1 plays an old etcd: it answers ``404 page not found`` (Go's
 ``http.NotFound`` text, what etcd's mux says for an unknown path) under ``/v3/...`` and forwards
 ``/v3beta/...`` to the real etcd's ``/v3/...``. It records every path it was asked for.
+
+Every client here uses the gateway transport, whichever one ``$TXAIOETCD_TRANSPORT`` picks: the
+prefix is the gateway's alone (gRPC paths have none).
 """
 
 import pytest
@@ -140,7 +143,7 @@ def dead_proxy(reactor, etcd):
 
 @pytest_twisted.ensureDeferred
 async def test_v3beta_server_is_detected_and_used(reactor, proxy, prefix):
-    async with connected(reactor, proxy.url) as client:
+    async with connected(reactor, proxy.url, transport='gateway') as client:
         written = await client.set(prefix + b'a', b'one')
         assert written.revision > 0
         got = await client.get(prefix + b'a')
@@ -164,7 +167,7 @@ async def test_v3beta_server_is_detected_and_used(reactor, proxy, prefix):
 @pytest_twisted.ensureDeferred
 async def test_prefix_probe_of_a_write_applies_it_exactly_once(reactor, proxy, prefix):
     """The /v3 probe of a put is answered 404 and retried under /v3beta: the key has version 1."""
-    async with connected(reactor, proxy.url) as client:
+    async with connected(reactor, proxy.url, transport='gateway') as client:
         await client.set(prefix + b'k', b'v')
         got = await client.get(prefix + b'k')
         assert got.kvs[0].version == 1
@@ -174,7 +177,7 @@ async def test_prefix_probe_of_a_write_applies_it_exactly_once(reactor, proxy, p
 
 @pytest_twisted.ensureDeferred
 async def test_server_without_any_gateway_prefix_is_a_protocol_error(reactor, dead_proxy, prefix):
-    async with connected(reactor, dead_proxy.url) as client:
+    async with connected(reactor, dead_proxy.url, transport='gateway') as client:
         with pytest.raises(errors.ProtocolError) as caught:
             await client.get(prefix + b'k')
     error = caught.value
@@ -188,8 +191,13 @@ async def test_server_without_any_gateway_prefix_is_a_protocol_error(reactor, de
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_route_after_prefix_confirmed_is_unsupported(client):
+async def test_unknown_route_after_prefix_confirmed_is_unsupported(reactor, etcd):
     """etcd 3.5's gateway has no /v3/maintenance/hashkv route (it answers a plain-text 404)."""
+    async with connected(reactor, etcd.url, transport='gateway') as client:
+        await _unknown_route_is_unsupported(client)
+
+
+async def _unknown_route_is_unsupported(client):
     status = await client.status()          # confirms the /v3 prefix
     assert status.version
     with pytest.raises(errors.Unsupported) as caught:
@@ -205,7 +213,7 @@ async def test_unknown_route_after_prefix_confirmed_is_unsupported(client):
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_route_behind_v3beta_is_unsupported(reactor, proxy):
-    async with connected(reactor, proxy.url) as client:
+    async with connected(reactor, proxy.url, transport='gateway') as client:
         status = await client.status()
         assert status.version
         with pytest.raises(errors.Unsupported) as caught:
@@ -220,7 +228,7 @@ async def test_unknown_route_behind_v3beta_is_unsupported(reactor, proxy):
 @pytest_twisted.ensureDeferred
 async def test_concurrent_first_calls_agree_on_the_prefix(reactor, proxy, prefix):
     """Several calls in flight before the prefix is known must all end up under /v3beta."""
-    async with connected(reactor, proxy.url) as client:
+    async with connected(reactor, proxy.url, transport='gateway') as client:
         results = await defer.DeferredList([defer.ensureDeferred(_get(client, prefix + b'%d' % i))
                                             for i in range(4)], consumeErrors=True)
         outcomes = [value if ok else f'{value.type.__name__}: {value.getErrorMessage()}'
@@ -235,7 +243,7 @@ async def _get(client, key):
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_route_as_first_call_leaves_the_client_usable(reactor, etcd, prefix):
-    async with connected(reactor, etcd.url) as client:
+    async with connected(reactor, etcd.url, transport='gateway') as client:
         with pytest.raises(errors.Error) as caught:
             await client.hash_kv()
         assert caught.value.request == 'hash_kv at revision 0'

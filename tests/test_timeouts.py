@@ -20,7 +20,7 @@ from twisted.internet.protocol import Factory, Protocol
 
 from txaioetcd import Client, OpSet, Transaction, errors
 
-from _loopback import connected, split_http_requests
+from _loopback import RequestReader, connected
 
 
 class _Recorder(Protocol):
@@ -28,15 +28,18 @@ class _Recorder(Protocol):
 
     def connectionMade(self):
         self.factory.connections.append(self)
-        self.buffer = b''
+        self.reader = RequestReader()
         self.lost = False
 
     def dataReceived(self, data):
-        requests, self.buffer = split_http_requests(self.buffer + data)
-        for request in requests:
-            self.factory.requests.append(request.request_line)
-            self.factory.arrived()
-            self.answer()
+        resets = len(self.reader.resets)
+        for _, request in self.reader.feed(data):
+            if request is not None:
+                self.factory.requests.append(request.rpc)
+                self.factory.arrived()
+                self.answer()
+        if len(self.reader.resets) > resets:
+            self.factory.was_reset()
 
     def answer(self):
         pass  # the hanging server: never answers
@@ -61,6 +64,7 @@ class _Server(Factory):
         self.requests = []
         self._waiting_requests = []
         self._waiting_gone = []
+        self._waiting_resets = []
         self.port = reactor.listenTCP(0, self, interface='127.0.0.1')
         self.url = f'http://127.0.0.1:{self.port.getHost().port}'
 
@@ -73,6 +77,22 @@ class _Server(Factory):
         waiting, self._waiting_gone = self._waiting_gone, []
         for d in waiting:
             d.callback(None)
+
+    def was_reset(self):
+        waiting, self._waiting_resets = self._waiting_resets, []
+        for d in waiting:
+            d.callback(None)
+
+    def stream_reset(self):
+        """A Deferred firing when the client next resets an HTTP/2 stream (RST_STREAM)."""
+        d = defer.Deferred()
+        self._waiting_resets.append(d)
+        return d
+
+    @property
+    def http2(self):
+        """Whether the client spoke HTTP/2 (gRPC) to this server."""
+        return any(connection.reader.http2 for connection in self.connections)
 
     def request_arrived(self):
         """A Deferred firing when the next complete request has arrived."""
@@ -144,6 +164,8 @@ def _txaioetcd_timers(reactor, client):
     transport = client._transport
     return {call for call in reactor.getDelayedCalls()
             if getattr(call.func, '__module__', '').startswith('txaioetcd')
+            # gRPC's keepalive check lives as long as a connection does, not a call's timer
+            and getattr(call.func, '__name__', '') != '_check_connections'
             and _owned_by(getattr(call.func, '__self__', None), client, transport)}
 
 
@@ -168,7 +190,7 @@ async def test_get_against_silent_server_times_out(reactor, hang_server):
     assert isinstance(error, errors.TransportError)
     assert error.request == "get of key b'some/key'"
     assert str(error).startswith("get of key b'some/key': no answer within 0.5 s from " + hang_server.url)
-    assert hang_server.requests == ['POST /v3/kv/range HTTP/1.1']
+    assert hang_server.requests == ['KV/Range']
 
 
 @pytest_twisted.ensureDeferred
@@ -186,20 +208,32 @@ async def test_set_against_silent_server_is_outcome_unknown(reactor, hang_server
     assert isinstance(error.cause, errors.Timeout)
     assert error.cause.request == "set of key b'some/key'"
     assert '0.5 s' in str(error.cause)
-    assert hang_server.requests == ['POST /v3/kv/put HTTP/1.1']
+    assert hang_server.requests == ['KV/Put']
 
 
 @pytest_twisted.ensureDeferred
 async def test_deadline_drops_the_connection(reactor, hang_server):
-    """A request whose deadline passed is abandoned: its connection is closed, not left hanging."""
+    """A request whose deadline passed is abandoned, not left hanging: over HTTP/1.1 its connection
+    is closed; over HTTP/2 its stream is reset (CANCEL) and the connection, shared by every call, stays."""
     async with connected(reactor, hang_server.url, timeout=30) as client:
         before = _txaioetcd_timers(reactor, client)
-        gone = hang_server.connection_gone()
+        gone, reset = hang_server.connection_gone(), hang_server.stream_reset()
         with pytest.raises(errors.Timeout):
             await client.get(b'k', timeout=0.3)
-        await _within(2, lambda: gone)
-        assert [c.lost for c in hang_server.connections] == [True]
+        await _abandoned(hang_server, gone, reset)
         assert _txaioetcd_timers(reactor, client) == before
+
+
+async def _abandoned(server, gone, reset):
+    """The server saw its one request abandoned: the connection closed (HTTP/1.1), or the request's
+    stream reset and the connection kept (HTTP/2)."""
+    if server.http2:
+        await _within(2, lambda: reset)
+        [connection] = server.connections
+        assert connection.reader.resets == [1] and not connection.lost
+    else:
+        await _within(2, lambda: gone)
+        assert [c.lost for c in server.connections] == [True]
 
 
 @pytest_twisted.ensureDeferred
@@ -267,7 +301,7 @@ async def test_get_when_server_hangs_up_is_connection_lost(reactor, hangup_serve
     error = caught.value
     assert error.request == "get of key b'k'"
     assert str(error).startswith(f"get of key b'k': connection to {hangup_server.url} lost")
-    assert hangup_server.requests == ['POST /v3/kv/range HTTP/1.1']
+    assert hangup_server.requests == ['KV/Range']
 
 
 @pytest_twisted.ensureDeferred
@@ -285,7 +319,7 @@ async def test_set_when_server_hangs_up_is_outcome_unknown(reactor, hangup_serve
     assert isinstance(error.cause, errors.ConnectionLost)
     assert hangup_server.url in str(error.cause)
     assert caught_txn.value.request.startswith('transaction (')
-    assert hangup_server.requests == ['POST /v3/kv/put HTTP/1.1', 'POST /v3/kv/txn HTTP/1.1']
+    assert hangup_server.requests == ['KV/Put', 'KV/Txn']
 
 
 # -- (d) failover between endpoints
@@ -310,7 +344,7 @@ async def test_read_fails_over_when_connection_is_lost(reactor, etcd, hangup_ser
         got = await _within(10, lambda: client.get(prefix + b'k'))
         assert got.count == 0 and got.header.revision > 0
         assert client.endpoint == etcd.url
-        assert hangup_server.requests == ['POST /v3/kv/range HTTP/1.1']
+        assert hangup_server.requests == ['KV/Range']
 
 
 @pytest_twisted.ensureDeferred
@@ -337,7 +371,7 @@ async def test_silent_endpoint_is_passed_over_after_a_timeout(reactor, etcd, han
         assert client.endpoint == etcd.url
         await client.set(prefix + b'k', b'v')
         assert (await client.get(prefix + b'k', timeout=1)).kvs[0].value == b'v'
-        assert hang_server.requests == ['POST /v3/kv/range HTTP/1.1']
+        assert hang_server.requests == ['KV/Range']
 
 
 # -- (e) a closed client
@@ -399,7 +433,7 @@ async def test_cancel_of_a_sent_request(reactor, hang_server):
     async with connected(reactor, hang_server.url, timeout=30) as client:
         before = _txaioetcd_timers(reactor, client)
         arrived = hang_server.request_arrived()
-        gone = hang_server.connection_gone()
+        gone, reset = hang_server.connection_gone(), hang_server.stream_reset()
         d = client.get(b'k')
         await _within(5, lambda: arrived)
         # The deadline timer exists while the request is in flight ...
@@ -408,10 +442,9 @@ async def test_cancel_of_a_sent_request(reactor, hang_server):
         assert d.called                  # at once: cancel() itself ended the call, not some timer
         with pytest.raises(CancelledError):
             await _within(5, lambda: d)
-        # ... and is gone with it; the connection is dropped.
+        # ... and is gone with it; the request is abandoned.
         assert _txaioetcd_timers(reactor, client) == before
-        await _within(2, lambda: gone)
-        assert [c.lost for c in hang_server.connections] == [True]
+        await _abandoned(hang_server, gone, reset)
 
 
 @pytest_twisted.ensureDeferred

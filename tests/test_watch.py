@@ -24,10 +24,11 @@ from twisted.internet.task import deferLater
 
 from txaioetcd import Client, KeySet, OpSet, Transaction, WatchEvent
 from txaioetcd.errors import ClientClosed, Compacted, Error, ServerError
+from txaioetcd.transport._h2 import H2Connection
 from txaioetcd.transport._json import b64encode
 from txaioetcd.transport._stream import Stream
 
-from _loopback import connected, within, split_http_requests, until
+from _loopback import RequestReader, connected, transport_in_use, within, until
 
 
 # -- helpers
@@ -104,7 +105,7 @@ class _Front(protocol.Protocol):
         self.proxy = proxy
         self.back = None
         self.queue = []
-        self.buffer = b''
+        self.reader = RequestReader()
         self.is_watch = False
         self.closed = False
         self.trickle = bytearray()
@@ -143,10 +144,8 @@ class _Front(protocol.Protocol):
         if self.closed:
             return
         if not self.is_watch:
-            requests, self.buffer = split_http_requests(self.buffer + data)
-            if any(request.path.endswith(b'/watch') for request in requests):
+            if any(request is not None and request.rpc == 'Watch/Watch' for _, request in self.reader.feed(data)):
                 self.is_watch = True
-                self.buffer = b''
         if self.back is not None:
             self.back.transport.write(data)
         else:
@@ -262,6 +261,11 @@ class _Proxy:
         self.backs = set()
         self.listening = reactor.listenTCP(0, _Factory(self), interface='127.0.0.1')
         self.url = f'http://127.0.0.1:{self.listening.getHost().port}'
+
+    @property
+    def http2(self):
+        """Whether the client speaks HTTP/2 (gRPC: one connection carries every watch) through here."""
+        return any(front.reader.http2 for front in self.fronts)
 
     def watch_connections(self):
         return [front for front in self.fronts if front.is_watch and not front.closed]
@@ -634,17 +638,41 @@ async def test_a_hundred_puts_of_one_transaction_arrive_as_one_revision_in_order
     watching.cancel()
 
 
+def _record_parser_input(monkeypatch, record, url):
+    """Call ``record(parser, chunk)`` with every chunk the watch's wire parser gets from ``url``: the
+    gateway's stream parser (a watch's HTTP/1.1 response body), or the HTTP/2 frame parser of the
+    connection to ``url`` (gRPC)."""
+    if transport_in_use() == 'grpc':
+        cls, method = H2Connection, 'dataReceived'
+
+        def mine(parser):
+            return getattr(parser.owner, 'url', None) == url
+    else:
+        cls, method = Stream, 'data'
+
+        def mine(parser):
+            return True
+    original = getattr(cls, method)
+
+    def recording(self, chunk):
+        if mine(self):
+            record(self, chunk)
+        return original(self, chunk)
+    monkeypatch.setattr(cls, method, recording)
+
+
+def _on_the_wire(value: bytes) -> bytes:
+    """How an event's value is spelled in etcd's watch messages: base64 in the gateway's JSON, as it
+    is in protobuf."""
+    return value if transport_in_use() == 'grpc' else b64encode(value).encode('ascii')
+
+
 @pytest_twisted.ensureDeferred
 async def test_events_split_byte_by_byte_arrive_intact(etcd, client, reactor, prefix, monkeypatch):
     pieces = []
-    original = Stream.data
-
-    def recording(self, chunk):
-        pieces.append(len(chunk))
-        return original(self, chunk)
-    monkeypatch.setattr(Stream, 'data', recording)
-
     trickle = _Proxy(reactor, etcd.url, one_byte_at_a_time=True)
+    _record_parser_input(monkeypatch, lambda parser, chunk: pieces.append(len(chunk)), trickle.url)
+
     try:
         async with connected(reactor, trickle.url, timeout=30) as slow:
             events = _Collector()
@@ -681,24 +709,21 @@ async def test_connection_lost_in_the_middle_of_a_message_loses_and_repeats_noth
     event message (the proxy stopped in the middle of the value): that half message is no event, and
     after the reconnect the event comes exactly once."""
     value = bytes(range(256)) * 2
-    middle = b64encode(value)[:100].encode('ascii')      # as the message carries it, and no other does
-    received = {}                                        # Stream -> every body byte its parser got
+    middle = _on_the_wire(value)[:100]                   # as the message carries it, and no other does
+    received = {}                                        # parser -> every byte it got
     reached = defer.Deferred()                           # a parser has got every byte up to ``middle``
     reaching = []
-    original = Stream.data
 
-    def recording(self, chunk):
-        seen = received.setdefault(self, bytearray())
+    def recording(parser, chunk):
+        seen = received.setdefault(parser, bytearray())
         seen += chunk
-        result = original(self, chunk)
         if middle in seen and not reaching:
             # (On the next reactor turn: the test goes on outside the parser's call. The proxy holds
             # back every later byte, so what the parser has stays just this until the test acts.)
-            reaching.append(reactor.callLater(0, reached.callback, self))
-        return result
-    monkeypatch.setattr(Stream, 'data', recording)
+            reaching.append(reactor.callLater(0, reached.callback, parser))
 
     trickle = _Proxy(reactor, etcd.url, one_byte_at_a_time=True)
+    _record_parser_input(monkeypatch, recording, trickle.url)
     try:
         async with connected(reactor, trickle.url, timeout=30) as slow:
             watching, events = await _watch(slow, KeySet(prefix, prefix=True))
@@ -706,13 +731,16 @@ async def test_connection_lost_in_the_middle_of_a_message_loses_and_repeats_noth
             held = front.hold_after(middle)                 # armed before etcd sends the message
             first = (await client.set(prefix + b'a', value)).revision
             passed_on = await _within(reactor, held, 30, 'the proxy to pass on half the message')
-            assert b'"events"' in passed_on and passed_on.endswith(middle)
-            stream = await _within(reactor, reached, 30, "the client's parser to get the half message")
+            assert passed_on.endswith(middle)
+            parser = await _within(reactor, reached, 30, "the client's parser to get the half message")
             # The proxy keeps the rest back: the parser has every byte up to the middle of the value,
-            # on a line not yet ended, and nothing after it.
-            unfinished = received[stream].rsplit(b'\n', 1)[-1]
-            assert unfinished.startswith(b'{') and b'"events"' in unfinished and unfinished.endswith(middle)
-            assert front.holding and len(front.trickle) > len(value)
+            # and nothing after it.
+            assert received[parser].endswith(middle)
+            if transport_in_use() == 'gateway':     # on a line not yet ended
+                assert b'"events"' in passed_on
+                unfinished = received[parser].rsplit(b'\n', 1)[-1]
+                assert unfinished.startswith(b'{') and b'"events"' in unfinished
+            assert front.holding and len(front.trickle) >= len(_on_the_wire(value)) - len(middle)   # the rest is held
             assert events.events == []           # half a message is not an event
             assert watching.revision == 0 and watching.reconnects == 0
             assert trickle.abort_watches() == 1
@@ -946,7 +974,8 @@ async def test_progress_notifications_keep_an_idle_key_set_current_across_compac
             await _until(reactor, lambda: watching.resume_revision > written[-1], 10,
                          'a progress notification for the idle key set')
             gap.refusing = True
-            assert gap.abort_watches() == 2              # one stream per key set
+            # One connection per key set over HTTP/1.1; one Watch stream for both over HTTP/2.
+            assert gap.abort_watches() == (1 if gap.http2 else 2)
             written += [(await direct.set(prefix + b'busy/%d' % i, b'%d' % i)).revision for i in range(5, 8)]
             await direct.compact(written[5])            # the busy key set's next event stays readable
             gap.refusing = False

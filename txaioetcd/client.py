@@ -7,6 +7,8 @@ awaited inside coroutines run with ``Deferred.fromCoroutine`` / ``ensureDeferred
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
@@ -21,9 +23,12 @@ from .watch import Watch
 from .ops import Op
 from .retry import CONNECT_RETRY, Deadline
 from .rpc import MaintenanceStatus
-from .transport import GatewayTransport, ITransport
+from .transport import ITransport, make_transport
 
 __all__ = ('Client',)
+
+# Which transport a Client uses unless told (transport=, or $TXAIOETCD_TRANSPORT).
+DEFAULT_TRANSPORT = 'gateway'
 
 
 class Client(KV, Maintenance, Watch, LeaseService, Auth):
@@ -36,7 +41,9 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
     ``lazy=True`` lets requests wait (within their timeout) for an endpoint to come up instead of
     failing at once with ConnectionFailed; ``auto_sync=True`` asks the cluster for its members at
     once and every ``sync_interval`` seconds and adds the client URLs it was not given (of the same
-    scheme); ``transport`` replaces the JSON-gateway transport.
+    scheme); ``transport`` is 'gateway' (etcd's JSON gateway over HTTP/1.1), 'grpc' (native gRPC over
+    HTTP/2, one connection per member) or an ITransport; by default ``$TXAIOETCD_TRANSPORT``, else
+    the gateway.
     ``tls`` (a TLSConfig: ``ca_file``, ``cert_file``, ``key_file``, ``server_hostname``) configures the
     ``https://`` and ``unixs://`` endpoints: the CA to trust (default: the platform's), the client
     certificate for servers with ``--client-cert-auth``, the host name to verify (needs the ``tls``
@@ -50,13 +57,14 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
                  pool_size: int = 32, connect_timeout: float = 5.0, username: str | None = None,
                  password: str | None = None, lazy: bool = False, auto_sync: bool = False,
                  sync_interval: float = 30.0, transport=None, tls=None):
-        if transport is None:
+        if transport is None or isinstance(transport, str):
             if url is not None and endpoints is not None:
                 raise ValueError('Client: give url or endpoints, not both')
             if url is None and not endpoints:
                 raise ValueError('Client: give url=\'http://host:2379\' or endpoints=[...]')
-            transport = GatewayTransport(reactor, [url] if url is not None else list(endpoints),
-                                         pool_size=pool_size, connect_timeout=connect_timeout, tls=tls)
+            kind = transport or os.environ.get('TXAIOETCD_TRANSPORT') or DEFAULT_TRANSPORT
+            transport = make_transport(kind, reactor, [url] if url is not None else list(endpoints),
+                                       pool_size=pool_size, connect_timeout=connect_timeout, tls=tls)
         verifyObject(ITransport, transport)
         if lazy:
             transport.lazy = True

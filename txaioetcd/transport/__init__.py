@@ -9,7 +9,7 @@ gRPC status code and message.
 
 from zope.interface import Attribute, Interface
 
-__all__ = ('ITransport', 'GatewayTransport')
+__all__ = ('ITransport', 'GatewayTransport', 'GrpcTransport', 'make_transport')
 
 
 class ITransport(Interface):
@@ -50,3 +50,26 @@ class ITransport(Interface):
 
 
 from ._gateway import GatewayTransport  # noqa: E402  (the interface must exist first)
+
+
+def __getattr__(name):
+    # GrpcTransport is loaded on first use: protobuf and the message classes of etcd.proto cost an
+    # import that a gateway-only program need not pay.
+    if name == 'GrpcTransport':
+        from ._grpc import GrpcTransport
+        return GrpcTransport
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+KINDS = ('gateway', 'grpc')
+
+
+def make_transport(kind: str, reactor, endpoints, *, pool_size: int, connect_timeout: float, tls):
+    """The transport ``kind`` ('gateway' or 'grpc') for ``endpoints``."""
+    if kind == 'grpc':
+        from ._grpc import GrpcTransport
+        return GrpcTransport(reactor, endpoints, connect_timeout=connect_timeout, tls=tls)
+    if kind == 'gateway':
+        return GatewayTransport(reactor, endpoints, pool_size=pool_size, connect_timeout=connect_timeout,
+                                tls=tls)
+    raise ValueError(f"transport must be 'gateway', 'grpc' or an ITransport, not {kind!r}")

@@ -37,9 +37,10 @@ class Endpoint:
         host = f'[{self.host}]' if ':' in self.host else self.host
         return f'{host}:{self.port}'.encode('ascii')
 
-    def connector(self, reactor, connect_timeout: float, tls=None):
+    def connector(self, reactor, connect_timeout: float, tls=None, alpn=None):
         """The Twisted IStreamClientEndpoint that opens connections to this member; ``tls`` (a
-        TLSConfig) for https/unixs, None meaning the platform's trusted CAs and no client certificate."""
+        TLSConfig) for https/unixs, None meaning the platform's trusted CAs and no client certificate;
+        ``alpn``: the protocols to offer in the TLS handshake."""
         inner = self._plain_connector(reactor, connect_timeout)
         if not self.secure:
             if tls is not None:
@@ -51,7 +52,7 @@ class Endpoint:
         tls = tls or TLSConfig()
         # etcd's certificates for unix sockets usually name localhost; TLSConfig.server_hostname overrides.
         hostname = tls.server_hostname or ('localhost' if self.scheme == 'unixs' else self.host)
-        return TLSEndpoint(reactor, inner, client_tls_options(tls, hostname), self.url, hostname,
+        return TLSEndpoint(reactor, inner, client_tls_options(tls, hostname, alpn), self.url, hostname,
                            connect_timeout)
 
     def _plain_connector(self, reactor, connect_timeout: float):

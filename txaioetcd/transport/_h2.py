@@ -10,8 +10,8 @@ literals "without indexing"), so a request's header block can be built once per 
 response headers are decoded with the ``hpack`` package, because etcd's encoder does use the table.
 
 A ``Stream`` handler receives ``headers(list, end)``, ``data(bytes, end)``, ``reset(code)`` and
-``lost(error)``; the connection's owner hears ``goaway(last_stream_id, code, debug)`` and
-``closed(error)``. Any frame the protocol does not allow fails the whole connection with
+``lost(error)``; the connection's owner hears ``goaway(connection, last_stream_id, code, debug)``
+and ``closed(connection, error)``. Any frame the protocol does not allow fails the whole connection with
 ProtocolError.
 """
 
@@ -98,6 +98,7 @@ def header_block(fields) -> bytes:
 class Stream:
     """What a stream tells its handler (the gRPC call or stream on it). Override what is needed."""
 
+    __slots__ = ()
     stream_id = 0
 
     def headers(self, fields: list, end_stream: bool) -> None:
@@ -125,7 +126,7 @@ class _Sending:
 
 
 class H2Connection(Protocol):
-    """One HTTP/2 connection of a client. ``owner`` hears ``goaway(...)`` and ``closed(error)``;
+    """One HTTP/2 connection of a client. ``owner`` hears ``goaway(...)`` and ``closed(...)``;
     ``open(handler, block, end_stream)`` starts a stream."""
 
     def __init__(self, owner, reactor):
@@ -146,9 +147,11 @@ class H2Connection(Protocol):
         self._continuing = None                     # (stream id, flags, block so far) of HEADERS
         self.goaway_id = None                       # last stream id of a GOAWAY received
         self.last_received = 0.0                    # reactor time of the last frame
+        self.reads = 0                              # how many times bytes came in
         self.pings_unanswered = 0
         self.closed = False
         self._error = None
+        self._checked = False                       # the TLS handshake's protocol (ALPN), once
 
     # -- life cycle
 
@@ -169,12 +172,13 @@ class H2Connection(Protocol):
 
     def connectionLost(self, reason) -> None:
         self.closed = True
-        error = self._error or ConnectionLost(f'connection lost ({reason.getErrorMessage()})')
+        error = self._error or ConnectionLost(f'connection to {getattr(self.owner, "url", "the server")} lost '
+                                              f'({reason.getErrorMessage()})')
         streams, self._streams = self._streams, {}
         self._sending.clear()
         for handler in streams.values():
             handler.lost(error)
-        self.owner.closed(error)
+        self.owner.closed(self, error)
 
     # -- streams
 
@@ -219,6 +223,14 @@ class H2Connection(Protocol):
             self._sending.pop(stream_id, None)
             self._unacked.pop(stream_id, None)
             self.transport.write(_frame(RST_STREAM, 0, stream_id, _U32.pack(code)))
+
+    def refuse_above(self, last_stream_id: int) -> None:
+        """After a GOAWAY: the streams above ``last_stream_id`` were not processed; their handlers
+        hear a reset with REFUSED_STREAM (safe to send again elsewhere)."""
+        for stream_id, handler in list(self._streams.items()):
+            if stream_id > last_stream_id:
+                self._finished(stream_id)
+                handler.reset(RST_REFUSED_STREAM)
 
     def ping(self) -> None:
         self.pings_unanswered += 1
@@ -266,8 +278,17 @@ class H2Connection(Protocol):
     # -- reading
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._checked:
+            self._checked = True
+            negotiated = getattr(self.transport, 'negotiatedProtocol', b'h2')
+            if negotiated != b'h2':
+                from ..errors import TLSError
+                self.shut(TLSError(f'the server did not agree to HTTP/2 in the TLS handshake (ALPN '
+                                   f'gave {negotiated!r}); gRPC needs it'))
+                return
         buffer = self._buffer
         buffer += data
+        self.reads += 1
         self.last_received = self._reactor.seconds()
         self.pings_unanswered = 0
         position, size = 0, len(buffer)
@@ -318,7 +339,7 @@ class H2Connection(Protocol):
                 raise ProtocolError('HTTP/2: a GOAWAY frame shorter than 8 bytes')
             last, code = _GOAWAY.unpack_from(payload)
             self.goaway_id = last & 0x7FFFFFFF
-            self.owner.goaway(self.goaway_id, code, payload[8:])
+            self.owner.goaway(self, self.goaway_id, code, payload[8:])
         elif kind == PUSH_PROMISE:
             raise ProtocolError('HTTP/2: PUSH_PROMISE, though push was switched off')
         # PRIORITY and unknown frame types are ignored, as the protocol requires.

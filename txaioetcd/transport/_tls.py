@@ -77,9 +77,9 @@ def _read(path: str, what: str) -> bytes:
 _PEM_CERT = re.compile(rb'-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----', re.S)
 
 
-def client_tls_options(config: TLSConfig, hostname: str):
+def client_tls_options(config: TLSConfig, hostname: str, alpn=None):
     """The Twisted client connection creator for ``config``, verifying ``hostname`` (or the
-    configured ``server_hostname``)."""
+    configured ``server_hostname``); ``alpn`` lists the protocols to offer (e.g. ``[b'h2']``)."""
     ssl = _ssl()
     trust = None
     if config.ca_file is not None:
@@ -97,7 +97,7 @@ def client_tls_options(config: TLSConfig, hostname: str):
         except Exception as error:  # OpenSSL's errors carry no useful type
             raise ValueError(f'TLSConfig: cannot load the client certificate and key: {error}') from None
     return ssl.optionsForClientTLS(config.server_hostname or hostname, trustRoot=trust,
-                                   clientCertificate=client)
+                                   clientCertificate=client, acceptableProtocols=alpn)
 
 
 def tls_error(reason: BaseException, where: str, hostname: str) -> TLSError | None:
