@@ -97,6 +97,7 @@ class _Member:
         reactor, connect_timeout, tls = transport._reactor, transport._connect_timeout, transport._tls
         self._connector = self.endpoint.connector(reactor, connect_timeout, tls, alpn=[b'h2'])
         self.connection = None
+        self.draining = set()           # earlier connections still finishing their streams
         self.hub = None                 # the _WatchHub on ``connection``
         self._waiters = None            # Deferreds of callers while a connection is being made
         self._blocks = {}
@@ -128,8 +129,8 @@ class _Member:
             for waiter in waiters:
                 waiter.errback(error)
             return
+        self._retire()
         self.connection = connection
-        self.hub = None
         self._transport._watch_connections()
         for waiter in waiters:
             waiter.callback(connection)
@@ -141,7 +142,21 @@ class _Member:
         for waiter in waiters:
             waiter.errback(error)
 
+    def _retire(self) -> None:
+        """The current connection takes no new streams (GOAWAY, or full): the ones it has finish on it
+        (and it stays watched by the keepalive and closed with the client)."""
+        connection, self.connection = self.connection, None
+        self.hub = None
+        if connection is not None and not connection.closed:
+            self.draining.add(connection)
+
+    def connections(self) -> list:
+        """Every open connection to this member: the current one and those draining."""
+        current = [self.connection] if self.connection is not None else []
+        return current + list(self.draining)
+
     def closed(self, connection: H2Connection, error: Exception) -> None:
+        self.draining.discard(connection)
         if self.connection is connection:
             self.connection = None
             self.hub = None
@@ -151,17 +166,19 @@ class _Member:
         _log.info('{url} sent GOAWAY (code {code}, last stream {last}): {debug}', url=self.url, code=code,
                   last=last_stream_id, debug=debug[:200])
         if self.connection is connection:
-            self.connection = None
-            self.hub = None
+            self._retire()
         connection.refuse_above(last_stream_id)
+        if not connection.open_streams:
+            connection.shut(ConnectionLost(f'{self.url} sent GOAWAY'))
 
     def close(self, error: Exception) -> None:
         waiters, self._waiters = self._waiters or [], None
         for waiter in waiters:
             waiter.errback(error)
-        if self.connection is not None:
-            self.connection.shut(error)
+        for connection in self.connections():
+            connection.shut(error)
         self.connection = None
+        self.draining.clear()
         self.hub = None
 
     # -- requests
@@ -245,18 +262,19 @@ class GrpcTransport(Members):
         now = self._reactor.seconds()
         alive = False
         for member in self._members:
-            connection = member.connection
-            if connection is None or connection.closed:
-                continue
-            alive = True
-            if not connection.open_streams:
-                continue
-            silent = now - connection.last_received
-            if connection.pings_unanswered and silent >= PING_AFTER + PING_ANSWER:
-                connection.shut(ConnectionLost(f'{member.url} did not answer a keepalive PING for '
-                                               f'{PING_ANSWER:g} s (silent for {silent:.0f} s)'))
-            elif silent >= PING_AFTER and not connection.pings_unanswered:
-                connection.ping()
+            for connection in member.connections():
+                if connection.closed:
+                    continue
+                alive = True
+                if not connection.open_streams:
+                    continue
+                silent = now - connection.last_received
+                if connection.pings_unanswered:
+                    if now - connection.pinged_at >= PING_ANSWER:
+                        connection.shut(ConnectionLost(f'{member.url} did not answer a keepalive PING for '
+                                                       f'{PING_ANSWER:g} s (silent for {silent:.0f} s)'))
+                elif silent >= PING_AFTER:
+                    connection.ping()
         if alive:
             self._watch_connections()
 
@@ -266,7 +284,7 @@ class _Call(FailoverCall, Stream):
     answer's headers, one message, trailers (or Trailers-Only for an error)."""
 
     __slots__ = ('_message', '_pending', '_connection', 'stream_id', '_headers_seen', '_messages', '_answer',
-                 '_reads_at_send', '_stale_retries')
+                 '_reads_at_send', '_same_member_retries')
 
     def __init__(self, transport: GrpcTransport, op, message: bytes):
         super().__init__(transport, op)
@@ -278,7 +296,7 @@ class _Call(FailoverCall, Stream):
         self._messages = None
         self._answer = None
         self._reads_at_send = 0
-        self._stale_retries = 0
+        self._same_member_retries = 0
 
     # -- FailoverCall
 
@@ -333,8 +351,8 @@ class _Call(FailoverCall, Stream):
             self._headers_seen = True
             status = next((value for name, value in fields if name == b':status'), b'')
             if status != b'200':
-                self._connection = None
                 self._refused_http(status, end_stream)
+                self._connection = None
                 return
             if not end_stream:
                 return
@@ -362,9 +380,17 @@ class _Call(FailoverCall, Stream):
         if self._done:
             return
         if code == RST_REFUSED_STREAM:
-            # Refused before processing (or above a GOAWAY's last stream): safe to send anywhere.
-            self._next_member(ConnectionLost(f'{self._member.url} did not process the request (stream '
-                                             f'refused)', self._describe))
+            # Refused before processing (or above a GOAWAY's last stream): safe to send anywhere, writes
+            # included. The next member if there is one to try; else this one again, on a new
+            # connection (a server that ends connections on purpose, at a maximum age, say), twice.
+            refused = ConnectionLost(f'{self._member.url} did not process the request (stream refused)',
+                                     self._describe)
+            if self._tries >= len(self._transport._members) and self._same_member_retries < 2:
+                self._same_member_retries += 1
+                self._tries -= 1
+                self._transport._reactor.callLater(0, self._retry_now)
+            else:
+                self._next_member(refused)
         else:
             self._lost_after_sending(ConnectionLost(f'{self._member.url} reset the stream (HTTP/2 error '
                                                     f'code {code})', self._describe))
@@ -375,12 +401,12 @@ class _Call(FailoverCall, Stream):
             return
         if isinstance(error, ClientClosed):
             self._finish_error(ClientClosed(error.reason, self._describe))
-        elif (self._idempotent and self._sent and self._reads_at_send and self._stale_retries < 2 and
+        elif (self._idempotent and self._sent and self._reads_at_send and self._same_member_retries < 2 and
               connection is not None and connection.reads == self._reads_at_send):
             # A connection the server had closed (e.g. it restarted) before our request reached it:
             # nothing came in since it was sent, so a read may go out again on a fresh connection to
             # the same member, on the next reactor turn (by then the closed one is forgotten).
-            self._stale_retries += 1
+            self._same_member_retries += 1
             self._tries -= 1
             self._transport._reactor.callLater(0, self._retry_now)
         elif isinstance(error, ConnectionFailed) or not self._sent:

@@ -42,6 +42,8 @@ STREAM_WINDOW = 16 * 1024 * 1024
 CONNECTION_WINDOW = 64 * 1024 * 1024
 DEFAULT_WINDOW = 65535
 MAX_WINDOW = 2 ** 31 - 1
+MAX_FRAME = 16384               # the largest frame we take (we announce no SETTINGS_MAX_FRAME_SIZE)
+MAX_HEADER_LIST = 1024 * 1024   # what we announce as SETTINGS_MAX_HEADER_LIST_SIZE
 
 _HEAD = struct.Struct('>I B I')         # length (24 bits, in the first 4 bytes with the type), flags, id
 _SETTING = struct.Struct('>HI')
@@ -135,6 +137,7 @@ class H2Connection(Protocol):
         self._buffer = bytearray()
         self._decoder = Decoder()
         self._decoder.max_allowed_table_size = 65536
+        self._decoder.max_header_list_size = MAX_HEADER_LIST
         self._streams: dict[int, Stream] = {}
         self._sending: dict[int, _Sending] = {}
         self._next_id = 1
@@ -149,6 +152,7 @@ class H2Connection(Protocol):
         self.last_received = 0.0                    # reactor time of the last frame
         self.reads = 0                              # how many times bytes came in
         self.pings_unanswered = 0
+        self.pinged_at = 0.0                        # reactor time of our last PING
         self.closed = False
         self._error = None
         self._checked = False                       # the TLS handshake's protocol (ALPN), once
@@ -156,9 +160,17 @@ class H2Connection(Protocol):
     # -- life cycle
 
     def connectionMade(self) -> None:
+        # No Nagle: a small request written while our ACK of the server's PING is unacknowledged
+        # would otherwise wait for the server's delayed ACK (milliseconds per sequential call).
+        no_delay = getattr(self.transport, 'setTcpNoDelay', None)
+        if no_delay is not None:
+            try:
+                no_delay(True)
+            except OSError:
+                pass                # not a TCP socket (a unix socket)
         settings = b''.join(_SETTING.pack(key, value) for key, value in (
             (SETTINGS_ENABLE_PUSH, 0), (SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
-            (SETTINGS_MAX_HEADER_LIST_SIZE, 1024 * 1024)))
+            (SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST)))
         self.transport.write(PREFACE + _frame(SETTINGS, 0, 0, settings) +
                              _frame(WINDOW_UPDATE, 0, 0, _U32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW)))
         self.last_received = self._reactor.seconds()
@@ -234,6 +246,7 @@ class H2Connection(Protocol):
 
     def ping(self) -> None:
         self.pings_unanswered += 1
+        self.pinged_at = self._reactor.seconds()
         self.transport.write(_frame(PING, 0, 0, b'txaioetc'))
 
     def _write_headers(self, stream_id: int, block: bytes, flags: int) -> None:
@@ -296,6 +309,8 @@ class H2Connection(Protocol):
             while size - position >= 9:
                 word, flags, stream_id = _HEAD.unpack_from(buffer, position)
                 length, kind = word >> 8, word & 0xFF
+                if length > MAX_FRAME:
+                    raise ProtocolError(f'HTTP/2: a frame of {length} bytes, above the {MAX_FRAME} we take')
                 end = position + 9 + length
                 if end > size:
                     break
@@ -385,7 +400,7 @@ class H2Connection(Protocol):
             raise ProtocolError('HTTP/2: a CONTINUATION frame that continues no header block')
         _, first_flags, block = self._continuing
         block += payload
-        if len(block) > 1024 * 1024:
+        if len(block) > MAX_HEADER_LIST:
             raise ProtocolError('HTTP/2: a header block of more than 1 MiB')
         if flags & END_HEADERS:
             self._continuing = None
