@@ -28,7 +28,7 @@ from .transport import ITransport, make_transport
 __all__ = ('Client',)
 
 # Which transport a Client uses unless told (transport=, or $TXAIOETCD_TRANSPORT).
-DEFAULT_TRANSPORT = 'gateway'
+DEFAULT_TRANSPORT = 'grpc'
 
 
 class Client(KV, Maintenance, Watch, LeaseService, Auth):
@@ -36,14 +36,15 @@ class Client(KV, Maintenance, Watch, LeaseService, Auth):
 
     ``Client(reactor, url='http://127.0.0.1:2379')`` or ``Client(reactor, endpoints=[url, ...])``;
     ``timeout`` is the default deadline in seconds of every call (each call takes ``timeout=`` too);
-    ``pool_size`` bounds the connections per endpoint (requests beyond it queue); ``username`` and
+    ``pool_size`` bounds the gateway's connections per endpoint (requests beyond it queue; gRPC has
+    one connection per member and needs no pool); ``username`` and
     ``password`` log in to an etcd with authentication on (renewing the token when etcd rejects it);
     ``lazy=True`` lets requests wait (within their timeout) for an endpoint to come up instead of
     failing at once with ConnectionFailed; ``auto_sync=True`` asks the cluster for its members at
     once and every ``sync_interval`` seconds and adds the client URLs it was not given (of the same
-    scheme); ``transport`` is 'gateway' (etcd's JSON gateway over HTTP/1.1), 'grpc' (native gRPC over
-    HTTP/2, one connection per member) or an ITransport; by default ``$TXAIOETCD_TRANSPORT``, else
-    the gateway.
+    scheme); ``transport`` is 'grpc' (etcd's native gRPC over HTTP/2, one connection per member),
+    'gateway' (etcd's JSON gateway over HTTP/1.1, for deployments that only expose that) or an
+    ITransport; by default ``$TXAIOETCD_TRANSPORT``, else gRPC.
     ``tls`` (a TLSConfig: ``ca_file``, ``cert_file``, ``key_file``, ``server_hostname``) configures the
     ``https://`` and ``unixs://`` endpoints: the CA to trust (default: the platform's), the client
     certificate for servers with ``--client-cert-auth``, the host name to verify (needs the ``tls``

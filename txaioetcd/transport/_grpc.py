@@ -46,8 +46,14 @@ def _message(body: bytes) -> bytes:
     return _PREFIX.pack(0, len(body)) + body
 
 
+_TIMEOUT_FIELD = literal(b'grpc-timeout', b'')[:-1]      # the field up to its value's length byte
+
+
 def _grpc_timeout(seconds: float) -> bytes:
-    return literal(b'grpc-timeout', b'%dm' % max(1, min(99_999_999, int(seconds * 1000))))
+    # The header field grpc-timeout in milliseconds (at most 8 digits, the protocol says), as
+    # ``literal`` would encode it: the name, then a value of fewer than 127 bytes after one length byte.
+    value = b'%dm' % max(1, min(99_999_999, int(seconds * 1000)))
+    return _TIMEOUT_FIELD + bytes((len(value),)) + value
 
 
 def _status_of(fields) -> tuple[int | None, str]:
@@ -328,8 +334,7 @@ class _Call(FailoverCall, Stream):
         self._connection = connection
         self._reads_at_send = connection.reads
         left = self._timer.getTime() - self._transport._reactor.seconds()
-        connection.open(self, self._member.block(self._op.rpc) + _grpc_timeout(left))
-        connection.send(self.stream_id, self._message, end_stream=True)
+        connection.request(self, self._member.block(self._op.rpc) + _grpc_timeout(left), self._message)
         self._sent = True
 
     def _connect_failed(self, failure) -> None:

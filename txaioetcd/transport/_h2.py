@@ -138,6 +138,7 @@ class H2Connection(Protocol):
         self._decoder = Decoder()
         self._decoder.max_allowed_table_size = 65536
         self._decoder.max_header_list_size = MAX_HEADER_LIST
+        self._decoded = {}                          # header block -> its fields, while the table holds
         self._streams: dict[int, Stream] = {}
         self._sending: dict[int, _Sending] = {}
         self._next_id = 1
@@ -206,12 +207,31 @@ class H2Connection(Protocol):
 
     def open(self, handler: Stream, block: bytes, end_stream: bool = False) -> int:
         """Start a stream with header block ``block``; the handler hears what comes back."""
+        stream_id = self._start(handler)
+        self.transport.write(self._headers_frames(stream_id, block, END_STREAM if end_stream else 0))
+        return stream_id
+
+    def request(self, handler: Stream, block: bytes, data: bytes) -> int:
+        """Start a stream that sends ``data`` and ends: a unary call, in one write when it fits."""
+        stream_id = self._start(handler)
+        headers = self._headers_frames(stream_id, block, 0)
+        sending = self._sending[stream_id]
+        if len(data) <= min(sending.window, self._peer_window, self._peer_frame):
+            sending.end = True
+            sending.window -= len(data)
+            self._peer_window -= len(data)
+            self.transport.write(headers + _frame(DATA, END_STREAM, stream_id, data))
+        else:
+            self.transport.write(headers)
+            self.send(stream_id, data, end_stream=True)
+        return stream_id
+
+    def _start(self, handler: Stream) -> int:
         stream_id = self._next_id
         self._next_id += 2
         handler.stream_id = stream_id
         self._streams[stream_id] = handler
         self._sending[stream_id] = _Sending(self._peer_initial)
-        self._write_headers(stream_id, block, END_STREAM if end_stream else 0)
         return stream_id
 
     def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
@@ -249,16 +269,15 @@ class H2Connection(Protocol):
         self.pinged_at = self._reactor.seconds()
         self.transport.write(_frame(PING, 0, 0, b'txaioetc'))
 
-    def _write_headers(self, stream_id: int, block: bytes, flags: int) -> None:
+    def _headers_frames(self, stream_id: int, block: bytes, flags: int) -> bytes:
         size = self._peer_frame
         if len(block) <= size:
-            self.transport.write(_frame(HEADERS, flags | END_HEADERS, stream_id, block))
-            return
+            return _frame(HEADERS, flags | END_HEADERS, stream_id, block)
         pieces = [block[i:i + size] for i in range(0, len(block), size)]
         frames = [_frame(HEADERS, flags, stream_id, pieces[0])]
         frames += [_frame(CONTINUATION, END_HEADERS if i == len(pieces) - 1 else 0, stream_id, piece)
                    for i, piece in enumerate(pieces[1:], 1)]
-        self.transport.write(b''.join(frames))
+        return b''.join(frames)
 
     def _flush(self, stream_id: int, sending: _Sending) -> None:
         frames = []
@@ -407,11 +426,9 @@ class H2Connection(Protocol):
             self._header_block(stream_id, first_flags, bytes(block))
 
     def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        try:
-            # Every block goes through the decoder, a stream's or not: it keeps the table in step.
-            fields = self._decoder.decode(block, raw=True)
-        except (HPACKError, ValueError, IndexError) as error:
-            raise ProtocolError(f'HTTP/2: a header block that does not decode: {error}') from None
+        fields = self._decoded.get(block)
+        if fields is None:
+            fields = self._decode(block)
         handler = self._streams.get(stream_id)
         if handler is None:
             return
@@ -419,6 +436,23 @@ class H2Connection(Protocol):
         if end:
             self._finished(stream_id)
         handler.headers(fields, end)
+
+    def _decode(self, block: bytes) -> list:
+        """Decode a header block (every block goes through here, a stream's or not: it keeps the
+        table in step). After the first few calls etcd sends the same few blocks, made only of
+        references to entries already in the dynamic table: as long as the table stays as it was,
+        the same bytes mean the same fields, so such blocks are remembered and not decoded again."""
+        table = self._decoder.header_table
+        before = _table_state(table)
+        try:
+            fields = self._decoder.decode(block, raw=True)
+        except (HPACKError, ValueError, IndexError) as error:
+            raise ProtocolError(f'HTTP/2: a header block that does not decode: {error}') from None
+        if _table_state(table) != before:
+            self._decoded.clear()           # the table changed: what was remembered may mean else now
+        elif len(self._decoded) < 64:
+            self._decoded[block] = fields
+        return fields
 
     def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id or len(payload) % 6:
@@ -457,6 +491,12 @@ class H2Connection(Protocol):
             sending.window += increment
             if sending.queue:
                 self._flush(stream_id, sending)
+
+
+def _table_state(table) -> tuple:
+    # An insertion puts a new tuple at the front; eviction shortens; a size update changes maxsize.
+    entries = table.dynamic_entries
+    return len(entries), id(entries[0]) if entries else 0, table.maxsize
 
 
 def _unpad(payload: bytes) -> bytes:
