@@ -1013,3 +1013,35 @@ def test_a_frame_the_protocol_forbids_fails_the_connection(frames):
     connection.connectionLost(Failure(ConnectionDone()))
     assert isinstance(owner.closed_with[0], errors.ProtocolError), owner.closed_with
     assert isinstance(handler.events[-1][1], errors.ProtocolError), handler.events
+
+
+def test_a_remembered_header_block_is_decoded_again_once_the_table_changed():
+    """The framer remembers blocks made only of table references; when a later block changes the
+    dynamic table, the same bytes may name other fields, and are decoded afresh."""
+    connection, transport, owner, _ = _framer()
+    streams = [_Recorder() for _ in range(4)]
+    for handler in streams:
+        connection.open(handler, _BLOCK)
+    ids = [handler.stream_id for handler in streams]
+
+    def headers(stream_id, block, end=True):
+        flags = 0x4 | (0x1 if end else 0)
+        connection.dataReceived(_frame(0x1, flags, stream_id, block))
+
+    status = b'\x88'                                    # static :status 200
+    insert = b'\x40\x01x\x01%s'                         # literal with incremental indexing: x = ...
+    refer = b'\xbe'                                     # dynamic entry 62: the newest
+    headers(ids[0], status + insert % b'1')             # the table: [x: 1]
+    headers(ids[1], status + refer)                     # x: 1, remembered
+    headers(ids[2], status + insert % b'2')             # the table: [x: 2, x: 1]
+    headers(ids[3], status + refer)                     # the same bytes: now x: 2
+    fields = [dict(handler.events[0][1]) for handler in streams]
+    assert [f[b'x'] for f in fields] == [b'1', b'1', b'2', b'2']
+    assert not transport.aborted and owner.closed_with == []
+
+
+def test_grpc_timeout_is_the_literal_field_in_milliseconds():
+    from txaioetcd.transport._grpc import _grpc_timeout
+    from txaioetcd.transport._h2 import literal
+    for seconds, value in ((0.0001, b'1m'), (1, b'1000m'), (4.9995, b'4999m'), (1e9, b'99999999m')):
+        assert _grpc_timeout(seconds) == literal(b'grpc-timeout', value)
