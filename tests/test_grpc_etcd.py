@@ -237,12 +237,12 @@ async def test_a_range_above_16_mib_in_one_answer_and_a_small_call_beside_it(etc
         big_seconds = big_done[0] - started
         assert [kv.value for kv in got.kvs[:-1]] == values
         answer = sum(len(kv.key) + len(kv.value) for kv in got.kvs)
-        print(f'\nrange of {answer / MiB:.1f} MiB: {alone_seconds:.2f} s alone, {big_seconds:.2f} s with '
-              f'{len(small_latencies)} small reads beside it (slowest {max(small_latencies) * 1000:.0f} ms, '
-              f'first {small_latencies[0] * 1000:.0f} ms)')
         assert small_latencies, 'no small read completed while the big answer was on its way'
         assert small_latencies[0] < big_seconds     # the first small read did not wait for the big one
         assert max(small_latencies) < 5
+        print(f'\nrange of {answer / MiB:.1f} MiB: {alone_seconds:.2f} s alone, {big_seconds:.2f} s with '
+              f'{len(small_latencies)} small reads beside it (slowest {max(small_latencies) * 1000:.0f} ms, '
+              f'first {small_latencies[0] * 1000:.0f} ms)')
     finally:
         await client.close()
 
@@ -332,7 +332,8 @@ async def test_member_stopped_mid_call_loses_no_acknowledged_write(cluster, reac
         revision = (await client.set(prefix + b'after', b'ok')).revision
         assert (await client.get(prefix + b'after')).kvs[0].mod_revision == revision
         print(f'\n{how} of member {in_use} (leader: {leader}) with 32 calls in flight: {len(acked)} writes '
-              f'acknowledged ({before_stop} before, {after_from - during_from} while it was down), '
+              f'acknowledged ({before_stop} before the {how}, {after_from - during_from} from then until it '
+              f'was back), '
               f'{len(unknown)} OutcomeUnknown ({len(set(unknown) & present)} of them applied), '
               f'{len(clean)} clean failures {sorted({type(e).__name__ for e in clean.values()})}, '
               f'{len(read_seconds)} reads, slowest {max(read_seconds):.2f} s')

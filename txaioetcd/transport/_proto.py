@@ -125,7 +125,7 @@ def _resolve(proto: descriptor_pb2.FileDescriptorProto) -> None:
     for message in proto.message_type:
         nested = {e.name for e in message.enum_type}
         for field in message.field:
-            if field.type:
+            if field.HasField('type'):      # a scalar (an unset proto2 enum reads as its first value)
                 continue
             name = field.type_name
             if name in nested:
