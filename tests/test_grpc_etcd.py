@@ -250,11 +250,12 @@ async def test_a_range_above_16_mib_in_one_answer_and_a_small_call_beside_it(etc
 # -- 4. a member stopped with calls in flight
 
 @pytest.mark.cluster
-@pytest.mark.parametrize('how', ['stop', 'kill'])
 @pytest_twisted.ensureDeferred
-async def test_member_stopped_mid_call_loses_no_acknowledged_write(cluster, reactor, prefix, how):
-    """16 writers and 16 readers run while the member the client uses is stopped (SIGTERM) or killed
-    (SIGKILL) from a thread, and go on after it is back. Reads all succeed; a write is acknowledged,
+async def test_member_stopped_mid_call_loses_no_acknowledged_write(cluster, reactor, prefix):
+    """16 writers and 16 readers run while the member the client uses is stopped (SIGTERM) from a
+    thread, and go on after it is back. (Not SIGKILL: the shared cluster runs with --unsafe-no-fsync,
+    and a killed member of it may lose log entries it had acknowledged - etcd's own data loss, which
+    then breaks the tests after this one on the same cluster.) Reads all succeed; a write is acknowledged,
     OutcomeUnknown, or failed cleanly (then absent); every acknowledged write is readable afterwards,
     from the restarted member too."""
     client = _grpc_client(reactor, cluster.endpoints, timeout=5)
@@ -299,7 +300,7 @@ async def test_member_stopped_mid_call_loses_no_acknowledged_write(cluster, reac
         leader = await deferToThread(cluster.leader)
         before_stop = len(acked)
         stopped = in_use
-        await deferToThread(getattr(cluster, f'{how}_member'), in_use)
+        await deferToThread(cluster.stop_member, in_use)
         during_from = len(acked)
         await until(reactor, lambda: len(acked) >= during_from + 300, 20,
                     lambda: f'writes to go on without member {in_use} ({len(acked) - during_from} did)')
@@ -331,8 +332,8 @@ async def test_member_stopped_mid_call_loses_no_acknowledged_write(cluster, reac
             await restarted.close()
         revision = (await client.set(prefix + b'after', b'ok')).revision
         assert (await client.get(prefix + b'after')).kvs[0].mod_revision == revision
-        print(f'\n{how} of member {in_use} (leader: {leader}) with 32 calls in flight: {len(acked)} writes '
-              f'acknowledged ({before_stop} before the {how}, {after_from - during_from} from then until it '
+        print(f'\nstop of member {in_use} (leader: {leader}) with 32 calls in flight: {len(acked)} writes '
+              f'acknowledged ({before_stop} before the stop, {after_from - during_from} from then until it '
               f'was back), '
               f'{len(unknown)} OutcomeUnknown ({len(set(unknown) & present)} of them applied), '
               f'{len(clean)} clean failures {sorted({type(e).__name__ for e in clean.values()})}, '

@@ -11,6 +11,7 @@ from twisted.internet.task import deferLater
 
 from ..errors import ReadOnlyTransaction, Timeout, TransactionConflict
 from ..retry import Backoff, Deadline
+from ._commit import COMMIT_FLOOR
 from ._transaction import DbTransaction
 
 __all__ = ('Database', 'DbTransaction')
@@ -91,8 +92,9 @@ class Database:
                 if deadline is not None and deadline.remaining() <= pause:
                     raise _out_of_time(deadline, attempt, conflict) from conflict
             except Timeout as timeout:
-                # A read of the last attempt got what was left of the deadline, and it ran out.
-                if type(timeout) is Timeout and deadline is not None and deadline.expired:
+                # A read of the last attempt got what was left of the deadline and it ran out, or too
+                # little was left to send the commit.
+                if type(timeout) is Timeout and deadline is not None and deadline.remaining() < COMMIT_FLOOR:
                     raise _out_of_time(deadline, attempt, timeout) from timeout
                 raise
             attempt += 1

@@ -14,12 +14,18 @@
 
 from __future__ import annotations
 
-from ..errors import (CommitOutcomeUnknown, Error, Failed, NullIndexValue, OutcomeUnknown,
+from ..errors import (CommitOutcomeUnknown, Error, Failed, NullIndexValue, OutcomeUnknown, Timeout,
                       TransactionConflict, TransactionTooLarge, UniqueViolation)
 from ..keyset import KeySet
 from ..ops import CompModified, CompVersion, OpDel, OpGet, OpSet, Transaction
 
 __all__ = ('commit',)
+
+
+# A commit is not sent with less than this left of the transaction's deadline: its answer could
+# hardly come in time, and a commit whose deadline passes in flight has an unknown outcome - better a
+# Timeout with nothing written.
+COMMIT_FLOOR = 0.02
 
 
 async def commit(txn) -> int | None:
@@ -34,6 +40,10 @@ async def commit(txn) -> int | None:
         checks = _checks(txn, ops)
         request = _request(txn, ops, checks)
         _check_limits(txn._db, request, ops)
+        left = None if txn._deadline is None else txn._deadline.remaining()
+        if left is not None and left < COMMIT_FLOOR:
+            raise Timeout(f'{left * 1000:.0f} ms left of the deadline ({txn._deadline.seconds:g} s): too little '
+                          f'to commit, so the commit was not sent; nothing was written', 'commit')
         try:
             result = await txn._client.submit(request, timeout=txn.timeout())
         except Failed as failed:

@@ -23,7 +23,7 @@ flight) and calls ``_next_member(error)``, ``_finish(result)`` and ``_finish_err
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 
 from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, NoLeader, OutcomeUnknown, ServerError,
                       Timeout, TLSError, TransportError, Unavailable)
@@ -98,7 +98,7 @@ class FailoverCall:
     """One unary call over ``transport`` (a Members), tried member by member within its deadline."""
 
     __slots__ = ('_transport', '_op', '_describe', '_idempotent', '_result', '_timer', '_index', '_tries',
-                 '_member', '_errors', '_failures', '_waits', '_retry', '_reached', '_done', '_sent')
+                 '_member', '_errors', '_failures', '_waits', '_retry', '_reached', '_done', '_sent', '_pending')
 
     def __init__(self, transport: Members, op):
         self._transport = transport
@@ -115,6 +115,7 @@ class FailoverCall:
         self._reached = False
         self._done = False
         self._sent = False          # the current attempt's request went out
+        self._pending = None        # Deferred of the connection the current attempt waits for
         self._timer = None
 
     def start(self, timeout: float) -> Deferred:
@@ -134,6 +135,32 @@ class FailoverCall:
     def _stop_attempt(self) -> bool:
         """Drop the attempt in flight → whether a request had gone out on it."""
         raise NotImplementedError
+
+    # -- the connection an attempt waits for
+
+    def _when_connected(self, pending: Deferred) -> None:
+        """The attempt goes on in ``_send(connection)`` once ``pending`` gives a connection."""
+        self._pending = pending
+        pending.addCallbacks(self._send, self._no_connection)
+
+    def _send(self, connection) -> None:
+        raise NotImplementedError
+
+    def _no_connection(self, failure) -> None:
+        self._pending = None
+        if self._done:
+            return
+        failure.trap(ConnectionFailed, ClientClosed)
+        if isinstance(failure.value, ClientClosed):
+            self._finish_error(ClientClosed(failure.value.reason, self._describe))
+            return
+        self._next_member(failure.value)      # nothing was sent
+
+    def _stop_waiting(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.addErrback(lambda failure: failure.trap(CancelledError))
+            pending.cancel()
 
     # -- attempts
 

@@ -15,10 +15,10 @@ fails with OutcomeUnknown instead, because it may have been applied.
 from __future__ import annotations
 
 import ujson
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, ProtocolError, Unavailable, Unsupported,
+from ..errors import (ClientClosed, ConnectionLost, ProtocolError, Unavailable, Unsupported,
                       server_error)
 from . import ITransport
 from ._endpoints import parse_endpoint
@@ -121,14 +121,13 @@ class GatewayTransport(Members):
 class _Call(FailoverCall, Receiver):
     """One unary call over HTTP/1.1: a pooled connection per attempt."""
 
-    __slots__ = ('_rpc', '_body', '_pending', '_connection', '_status', '_content_type', '_chunks',
+    __slots__ = ('_rpc', '_body', '_connection', '_status', '_content_type', '_chunks',
                  '_reused', '_stale_retries', '_prefix_index')
 
     def __init__(self, transport: GatewayTransport, op, body: bytes):
         super().__init__(transport, op)
         self._rpc = PATHS[op.rpc]
         self._body = body
-        self._pending = None        # Deferred of a connection being acquired
         self._connection = None     # connection carrying our request
         self._status = 0
         self._content_type = b''
@@ -142,18 +141,14 @@ class _Call(FailoverCall, Receiver):
     def _attempt(self, member) -> None:
         self._status = 0
         self._chunks = []
-        pending = self._pending = member.pool.acquire()
-        pending.addCallbacks(self._send, self._acquire_failed)
+        self._when_connected(member.pool.acquire())
 
     def _stop_attempt(self) -> bool:
         sent = self._connection is not None
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.abort()
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.addErrback(lambda failure: failure.trap(CancelledError))
-            pending.cancel()
+        self._stop_waiting()
         return sent
 
     def _send(self, connection) -> None:
@@ -166,16 +161,6 @@ class _Call(FailoverCall, Receiver):
         self._reused = connection.requests > 0
         self._prefix_index = self._member.prefix_index
         connection.send(self._member.head(self._rpc, len(self._body)), self._body, self)
-
-    def _acquire_failed(self, failure) -> None:
-        self._pending = None
-        if self._done:
-            return
-        failure.trap(ConnectionFailed, ClientClosed)
-        if isinstance(failure.value, ClientClosed):
-            self._finish_error(ClientClosed(failure.value.reason, self._describe))
-            return
-        self._next_member(failure.value)
 
     # -- Receiver
 

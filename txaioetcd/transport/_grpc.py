@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from urllib.parse import unquote
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -289,13 +289,12 @@ class _Call(FailoverCall, Stream):
     """One unary call: a stream on the member's connection - HEADERS, one message, and back the
     answer's headers, one message, trailers (or Trailers-Only for an error)."""
 
-    __slots__ = ('_message', '_pending', '_connection', 'stream_id', '_headers_seen', '_messages', '_answer',
+    __slots__ = ('_message', '_connection', 'stream_id', '_headers_seen', '_messages', '_answer',
                  '_reads_at_send', '_same_member_retries')
 
     def __init__(self, transport: GrpcTransport, op, message: bytes):
         super().__init__(transport, op)
         self._message = message
-        self._pending = None
         self._connection = None
         self.stream_id = 0
         self._headers_seen = False
@@ -311,17 +310,14 @@ class _Call(FailoverCall, Stream):
         self._messages = _Messages()
         self._answer = None
         try:
-            pending = self._pending = member.connect()
+            pending = member.connect()
         except ClientClosed as error:
             self._finish_error(ClientClosed(error.reason, self._describe))
             return
-        pending.addCallbacks(self._send, self._connect_failed)
+        self._when_connected(pending)
 
     def _stop_attempt(self) -> bool:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.addErrback(lambda failure: failure.trap(CancelledError))
-            pending.cancel()
+        self._stop_waiting()
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
             connection.reset(self.stream_id, RST_CANCEL)
@@ -336,16 +332,6 @@ class _Call(FailoverCall, Stream):
         left = self._timer.getTime() - self._transport._reactor.seconds()
         connection.request(self, self._member.block(self._op.rpc) + _grpc_timeout(left), self._message)
         self._sent = True
-
-    def _connect_failed(self, failure) -> None:
-        self._pending = None
-        if self._done:
-            return
-        failure.trap(ConnectionFailed, ClientClosed)
-        if isinstance(failure.value, ClientClosed):
-            self._finish_error(ClientClosed(failure.value.reason, self._describe))
-            return
-        self._next_member(failure.value)
 
     # -- Stream
 
