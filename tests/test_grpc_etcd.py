@@ -391,3 +391,36 @@ async def test_a_watch_survives_a_restart_of_its_server(etcd_factory, reactor, p
             watching.cancel()
         await client.close()
         await writer.close()
+
+
+# -- 6. every kept-alive lease on one LeaseKeepAlive stream
+
+def _streams_started(url: str, method: str) -> float:
+    """How many gRPC streams of ``method`` etcd has started (its grpc_server_started_total)."""
+    def read():
+        with urllib.request.urlopen(url + '/metrics', timeout=5) as answer:
+            for line in answer.read().decode('utf-8').splitlines():
+                if line.startswith('grpc_server_started_total{') and f'grpc_method="{method}"' in line:
+                    return float(line.split()[1])
+        return 0.0
+    return deferToThread(read)
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_kept_alive_lease_shares_one_keepalive_stream(etcd_factory, reactor):
+    server = etcd_factory()
+    before = await _streams_started(server.url, 'LeaseKeepAlive')
+    client = _grpc_client(reactor, server.url, timeout=5)
+    try:
+        leases = [await client.lease(2) for _ in range(20)]
+        # Each keeps itself alive about every 2/3 s: wait until every one has done so twice.
+        await until(reactor, lambda: all(lease.keepalives >= 2 for lease in leases), 15,
+                    lambda: f'keepalives {[lease.keepalives for lease in leases]}')
+        assert await _streams_started(server.url, 'LeaseKeepAlive') - before == 1
+        [member] = client._transport._members
+        assert len(member.connections()) == 1
+        for lease in leases:
+            assert await lease.remaining() > 0
+            await lease.revoke()
+    finally:
+        await client.close()

@@ -2,8 +2,8 @@
 
 Every call is a stream on the member's one connection (HTTP/2 with prior knowledge on plain TCP and
 unix sockets, ALPN ``h2`` over TLS). Every watch of the client to that member shares one Watch stream
-(create and cancel by watch id on the open stream). A lease keepalive is a short stream of its own
-(one request, one answer) on the same connection. Answers are protobuf (``_pb``), errors come as
+(create and cancel by watch id on the open stream), and every lease keepalive one LeaseKeepAlive
+stream (a request per keepalive, its answer told apart by the lease id). Answers are protobuf (``_pb``), errors come as
 ``grpc-status``/``grpc-message`` and map onto the same error classes as the gateway's.
 
 The failover rules are the shared ones (``_failover``). What HTTP/2 adds: a stream refused by the
@@ -27,11 +27,13 @@ from zope.interface import implementer
 from .._version import __version__
 from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, ProtocolError, Timeout, Unavailable,
                       Unsupported, server_error)
+from ..rpc import LeaseKeepAlive
 from . import ITransport
 from ._endpoints import parse_endpoint
-from ._failover import FailoverCall, Members
+from ._failover import FailoverCall, Members, with_request
 from ._h2 import RST_CANCEL, RST_REFUSED_STREAM, H2Connection, Stream, header_block, literal
-from ._pb import decode, encode, path, watch_cancel, watch_create, watch_response
+from ._pb import (decode, encode, keepalive_request, keepalive_response, path, watch_cancel, watch_create,
+                  watch_response)
 
 __all__ = ('GrpcTransport',)
 
@@ -105,6 +107,7 @@ class _Member:
         self.connection = None
         self.draining = set()           # earlier connections still finishing their streams
         self.hub = None                 # the _WatchHub on ``connection``
+        self.keepalives = None          # the _KeepAliveHub on ``connection``
         self._waiters = None            # Deferreds of callers while a connection is being made
         self._blocks = {}
         self._token = b''
@@ -152,7 +155,7 @@ class _Member:
         """The current connection takes no new streams (GOAWAY, or full): the ones it has finish on it
         (and it stays watched by the keepalive and closed with the client)."""
         connection, self.connection = self.connection, None
-        self.hub = None
+        self.hub = self.keepalives = None
         if connection is not None and not connection.closed:
             self.draining.add(connection)
 
@@ -165,7 +168,7 @@ class _Member:
         self.draining.discard(connection)
         if self.connection is connection:
             self.connection = None
-            self.hub = None
+            self.hub = self.keepalives = None
 
     def goaway(self, connection: H2Connection, last_stream_id: int, code: int, debug: bytes) -> None:
         """The server stops taking streams: those above ``last_stream_id`` were not processed."""
@@ -185,7 +188,7 @@ class _Member:
             connection.shut(error)
         self.connection = None
         self.draining.clear()
-        self.hub = None
+        self.hub = self.keepalives = None
 
     # -- requests
 
@@ -239,6 +242,8 @@ class GrpcTransport(Members):
             member.set_token(raw)
 
     def call(self, op, timeout: float) -> Deferred:
+        if type(op) is LeaseKeepAlive:
+            return _KeepAlive(self, op).start(timeout)
         return _Call(self, op, _message(encode(op))).start(timeout)
 
     def watch(self, create, on_message, timeout: float) -> '_Watch':
@@ -533,19 +538,86 @@ class _Watch:
             self.done.errback(error)
 
 
-class _WatchHub(Stream):
-    """The one Watch stream of a connection: it carries every watch of the client to that member,
-    told apart by watch id (etcd 3.4 and later take the id the client chooses)."""
+class _SharedStream(Stream):
+    """A long-lived stream of a connection that many requests share, its messages told apart by an
+    id in them: the Watch stream and the LeaseKeepAlive stream. When it ends, everything waiting on it
+    hears why (``_end_all``)."""
+
+    rpc = ''                # 'Watch/Watch'
+    slot = ''               # the _Member attribute that holds the current one
 
     def __init__(self, member: _Member, connection: H2Connection):
         self._member = member
         self.connection = connection
-        self.watches: dict[int, _Watch] = {}
-        self._next_id = 1
         self._messages = _Messages()
         self._headers_seen = False
         self.ended = False
-        connection.open(self, member.block('Watch/Watch'))
+        connection.open(self, member.block(self.rpc))
+
+    @property
+    def _name(self) -> str:
+        return f'the {self.rpc.split("/")[1]} stream'
+
+    def _received(self, messages: list) -> None:
+        raise NotImplementedError
+
+    def _end_all(self, error: Exception) -> None:
+        raise NotImplementedError
+
+    # -- Stream
+
+    def headers(self, fields: list, end_stream: bool) -> None:
+        if not self._headers_seen:
+            self._headers_seen = True
+            status = next((value for name, value in fields if name == b':status'), b'')
+            if status != b'200':
+                self._fail(ProtocolError(f'{self._member.url} answered HTTP {status.decode() or "?"} to '
+                                         f'{self._name}'))
+                return
+            if not end_stream:
+                return
+        status, message = _status_of(fields)
+        self._fail(server_error(status, message, self._name) if status else
+                   ConnectionLost(f'{self._member.url} ended {self._name}'))
+
+    def data(self, data: bytes, end_stream: bool) -> None:
+        try:
+            self._received(self._messages.feed(data))
+        except Exception as error:      # ProtocolError, or protobuf's DecodeError
+            self._fail(error if isinstance(error, ProtocolError) else
+                       ProtocolError(f'{self._member.url}: a message on {self._name} that does not parse: '
+                                     f'{error}'))
+            return
+        if end_stream:
+            self._fail(ConnectionLost(f'{self._member.url} ended {self._name}'))
+
+    def reset(self, code: int) -> None:
+        self._fail(ConnectionLost(f'{self._member.url} reset {self._name} (HTTP/2 error code {code})'))
+
+    def lost(self, error: Exception) -> None:
+        self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if getattr(self._member, self.slot) is self:
+            setattr(self._member, self.slot, None)
+        if not self.connection.closed:
+            self.connection.reset(self.stream_id, RST_CANCEL)
+        self._end_all(error)
+
+
+class _WatchHub(_SharedStream):
+    """The one Watch stream of a connection: it carries every watch of the client to that member,
+    told apart by watch id (etcd 3.4 and later take the id the client chooses)."""
+
+    rpc, slot = 'Watch/Watch', 'hub'
+
+    def __init__(self, member: _Member, connection: H2Connection):
+        self.watches: dict[int, _Watch] = {}
+        self._next_id = 1
+        super().__init__(member, connection)
 
     def add(self, watch: _Watch) -> None:
         watch.watch_id = self._next_id
@@ -560,28 +632,7 @@ class _WatchHub(Stream):
         if self.watches.pop(watch_id, None) is not None and not self.ended and not self.connection.closed:
             self.connection.send(self.stream_id, _message(watch_cancel(watch_id)))
 
-    # -- Stream
-
-    def headers(self, fields: list, end_stream: bool) -> None:
-        if not self._headers_seen:
-            self._headers_seen = True
-            status = next((value for name, value in fields if name == b':status'), b'')
-            if status != b'200':
-                self._fail(ProtocolError(f'{self._member.url} answered HTTP {status.decode() or "?"} to '
-                                         f'the Watch stream'))
-                return
-            if not end_stream:
-                return
-        status, message = _status_of(fields)
-        self._fail(server_error(status, message, 'watch stream') if status else
-                   ConnectionLost(f'{self._member.url} ended the Watch stream'))
-
-    def data(self, data: bytes, end_stream: bool) -> None:
-        try:
-            messages = self._messages.feed(data)
-        except ProtocolError as error:
-            self._fail(error)
-            return
+    def _received(self, messages: list) -> None:
         for raw in messages:
             response = watch_response(raw)
             watch = self.watches.get(response.watch_id)
@@ -590,23 +641,102 @@ class _WatchHub(Stream):
                 watch = next((w for w in self.watches.values() if not w.created), None)
             if watch is not None:
                 watch.message(response)
-        if end_stream:
-            self._fail(ConnectionLost(f'{self._member.url} ended the Watch stream'))
 
-    def reset(self, code: int) -> None:
-        self._fail(ConnectionLost(f'{self._member.url} reset the Watch stream (HTTP/2 error code {code})'))
-
-    def lost(self, error: Exception) -> None:
-        self._fail(error)
-
-    def _fail(self, error: Exception) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        if self._member.hub is self:
-            self._member.hub = None
-        if not self.connection.closed:
-            self.connection.reset(self.stream_id, RST_CANCEL)
+    def _end_all(self, error: Exception) -> None:
         watches, self.watches = self.watches, {}
         for watch in watches.values():
             watch._end(error)
+
+
+class _KeepAliveHub(_SharedStream):
+    """The one LeaseKeepAlive stream of a connection: every keepalive of the client to that member.
+    etcd answers each request in turn with the lease's id (TTL 0: the lease is gone); keepalives of one
+    lease in flight at once are answered in the order sent."""
+
+    rpc, slot = 'Lease/LeaseKeepAlive', 'keepalives'
+
+    def __init__(self, member: _Member, connection: H2Connection):
+        self.waiting: dict[int, list] = {}
+        super().__init__(member, connection)
+
+    def send(self, call: '_KeepAlive') -> None:
+        lease_id = call._op.lease_id
+        self.waiting.setdefault(lease_id, []).append(call)
+        self.connection.send(self.stream_id, _message(keepalive_request(lease_id)))
+
+    def forget(self, call: '_KeepAlive') -> None:
+        calls = self.waiting.get(call._op.lease_id)
+        if calls and call in calls:
+            calls.remove(call)      # its answer, when it comes, goes to nobody
+
+    def _received(self, messages: list) -> None:
+        for kept in [keepalive_response(raw) for raw in messages]:
+            calls = self.waiting.get(kept.lease_id)
+            if calls:
+                call = calls.pop(0)
+                if not calls:
+                    del self.waiting[kept.lease_id]
+                call.kept(kept)
+
+    def _end_all(self, error: Exception) -> None:
+        waiting, self.waiting = self.waiting, {}
+        for calls in waiting.values():
+            for call in calls:
+                call.lost(error)
+
+
+class _KeepAlive(FailoverCall):
+    """One lease keepalive: a request on the member's LeaseKeepAlive stream, answered there by lease
+    id. Idempotent, so a keepalive whose stream or connection is lost goes to the next member."""
+
+    __slots__ = ('_hub',)
+
+    def __init__(self, transport: GrpcTransport, op):
+        super().__init__(transport, op)
+        self._hub = None
+
+    def _attempt(self, member: _Member) -> None:
+        try:
+            pending = member.connect()
+        except ClientClosed as error:
+            self._finish_error(ClientClosed(error.reason, self._describe))
+            return
+        self._when_connected(pending)
+
+    def _send(self, connection: H2Connection) -> None:
+        self._pending = None
+        if self._done:
+            return
+        member = self._member
+        hub = member.keepalives
+        if hub is None or hub.connection is not connection or hub.ended:
+            hub = member.keepalives = _KeepAliveHub(member, connection)
+        self._hub = hub
+        hub.send(self)
+        self._sent = True
+
+    def _stop_attempt(self) -> bool:
+        self._stop_waiting()
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            hub.forget(self)
+        return self._sent
+
+    def kept(self, kept) -> None:
+        self._hub = None
+        if not self._done:
+            self._answered()
+            self._finish(kept)
+
+    def lost(self, error: Exception) -> None:
+        self._hub = None
+        if self._done:
+            return
+        if isinstance(error, ClientClosed):
+            self._finish_error(ClientClosed(error.reason, self._describe))
+        elif isinstance(error, Unavailable):
+            self._unavailable(error, error.reason)
+        elif isinstance(error, (ConnectionLost, ProtocolError)):
+            self._next_member(error)
+        else:
+            self._finish_error(with_request(error, self._describe))
