@@ -138,8 +138,14 @@ class FailoverCall:
 
     # -- the connection an attempt waits for
 
-    def _when_connected(self, pending: Deferred) -> None:
-        """The attempt goes on in ``_send(connection)`` once ``pending`` gives a connection."""
+    def _when_connected(self, connect) -> None:
+        """The attempt goes on in ``_send(connection)`` once ``connect()`` (a Deferred of a connection;
+        it may raise ClientClosed at once) gives one."""
+        try:
+            pending = connect()
+        except ClientClosed as error:
+            self._finish_error(ClientClosed(error.reason, self._describe))
+            return
         self._pending = pending
         pending.addCallbacks(self._send, self._no_connection)
 

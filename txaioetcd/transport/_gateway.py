@@ -141,7 +141,7 @@ class _Call(FailoverCall, Receiver):
     def _attempt(self, member) -> None:
         self._status = 0
         self._chunks = []
-        self._when_connected(member.pool.acquire())
+        self._when_connected(member.pool.acquire)
 
     def _stop_attempt(self) -> bool:
         sent = self._connection is not None

@@ -314,12 +314,7 @@ class _Call(FailoverCall, Stream):
         self._headers_seen = False
         self._messages = _Messages()
         self._answer = None
-        try:
-            pending = member.connect()
-        except ClientClosed as error:
-            self._finish_error(ClientClosed(error.reason, self._describe))
-            return
-        self._when_connected(pending)
+        self._when_connected(member.connect)
 
     def _stop_attempt(self) -> bool:
         self._stop_waiting()
@@ -696,12 +691,7 @@ class _KeepAlive(FailoverCall):
         self._hub = None
 
     def _attempt(self, member: _Member) -> None:
-        try:
-            pending = member.connect()
-        except ClientClosed as error:
-            self._finish_error(ClientClosed(error.reason, self._describe))
-            return
-        self._when_connected(pending)
+        self._when_connected(member.connect)
 
     def _send(self, connection: H2Connection) -> None:
         self._pending = None
