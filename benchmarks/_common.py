@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from twisted.internet.defer import Deferred
 
-__all__ = ('RunResult', 'Summary', 'run_window', 'cpu_seconds', 'cpu_split', 'print_table', 'remove_and_close',
+__all__ = ('RunResult', 'Summary', 'run_window', 'cpu_seconds', 'cpu_split', 'print_table', 'print_grid', 'remove_and_close',
            'environment', 'load_average', 'sleep')
 
 
@@ -264,6 +264,19 @@ def print_table(title: str, summaries: list, targets: bool = True, file=sys.stdo
     for n in notes:
         print(n, file=file)
     file.flush()
+
+
+def print_grid(header: tuple, rows: list, text_columns: int = 1, file=sys.stdout) -> None:
+    """A table of strings between rulers: the first ``text_columns`` left-aligned, the rest right."""
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+    line = '  '.join('-' * w for w in widths)
+    print(line, file=file)
+    for row in [header] + rows:
+        print('  '.join(c.ljust(w) if i < text_columns else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))), file=file)
+        if row is header:
+            print(line, file=file)
+    print(line, file=file, flush=True)
 
 
 def environment(reactor) -> dict:

@@ -44,7 +44,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (Summary, environment, load_average, print_table,  # noqa: E402
+from _common import (Summary, environment, load_average, print_grid, print_table,  # noqa: E402
                      remove_and_close, run_window, sleep)
 
 from txaioetcd import Client, CompModified, KeySet, OpSet, Transaction  # noqa: E402
@@ -287,14 +287,7 @@ def print_ratios(names, summaries) -> dict:
                      '-' if etcd is None else f'<= {ETCD_CPU_TARGET:g} {"PASS" if etcd <= ETCD_CPU_TARGET else "MISS"}'))
         figures[name] = {'ops_per_s': speed, 'client_cpu_per_op': client, 'etcd_cpu_per_op': etcd,
                          'ops_per_s_target': target}
-    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
-    line = '  '.join('-' * w for w in widths)
-    print(line)
-    for row in [header] + rows:
-        print('  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if row is header:
-            print(line)
-    print(line, flush=True)
+    print_grid(header, rows, 1)
     return figures
 
 

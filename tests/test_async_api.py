@@ -14,6 +14,7 @@ import pytest_twisted
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 
 import txaioetcd
+from txaioetcd import _defer
 from txaioetcd import KeySet, LockTimeout, Timeout, pmap
 from txaioetcd.recipes.election import Election
 from txaioetcd.recipes.lock import Lock
@@ -74,9 +75,10 @@ def test_no_public_method_is_a_coroutine_function():
 
 @pytest_twisted.ensureDeferred
 async def test_public_calls_return_deferreds(etcd, reactor, client, prefix):
-    """A sample of every kind of call, each checked for a Deferred before it is awaited."""
+    """A sample of every kind of call, each checked for a Deferred before it is awaited - the package's
+    own Deferred, which an asyncio Task can await too (txaioetcd.aio hands out these same objects)."""
     def deferred(result):
-        assert isinstance(result, Deferred), result
+        assert isinstance(result, _defer.Deferred), result
         return result
 
     await deferred(client.set(prefix + b'a/x', b'1'))
@@ -107,6 +109,25 @@ async def test_public_calls_return_deferreds(etcd, reactor, client, prefix):
     users[txn, 'alice'] = {'visits': 1}
     await deferred(txn.commit())
     assert await deferred(db.run(lambda txn: users[txn, 'alice'])) == {'visits': 1}
+
+    scoped = db.begin(write=True)
+    assert await deferred(scoped.__aenter__()) is scoped
+    users[scoped, 'bob'] = {'visits': 2}
+    assert await deferred(scoped.__aexit__(None, None, None)) is False
+    assert scoped.state == 'committed'
+    async with deferred(client.lease(5)) as lease:
+        assert await deferred(lease.__aenter__()) is lease
+    stream = client.watch_events(prefix + b'w')
+    await deferred(stream.ready())
+    await client.set(prefix + b'w', b'1')
+    assert (await deferred(stream.__anext__())).kv.value == b'1'
+    stream.cancel()
+    second = client.election(prefix + b'election2')
+    await second.campaign(b'observed')
+    observer = second.observe()
+    assert await deferred(observer.__anext__()) == b'observed'
+    observer.cancel()
+    await second.resign()
 
     mirror = users.mirror(db)
     await deferred(mirror.ready())

@@ -29,11 +29,11 @@ async def _standing(reactor, client, name, count):
 
 def _next(reactor, observer, timeout=5.0):
     """The observer's next value, or a failure after ``timeout`` s."""
-    return Deferred.fromCoroutine(observer.__anext__()).addTimeout(timeout, reactor)
+    return observer.__anext__().addTimeout(timeout, reactor)
 
 
 async def _nothing_more(reactor, observer, wait=0.3):
-    following = Deferred.fromCoroutine(observer.__anext__())
+    following = observer.__anext__()
     await _sleep(reactor, wait)
     assert not following.called, f'unexpected value {following.result!r}'
     following.cancel()

@@ -16,6 +16,9 @@ EXPECTED = {
     'etcdb/counter.py': ['second commit refused: conflict', '20 workers x 10 increments = 200'],
     'live_config.py': ['service starts with log_level=info, workers=4',
                        'service now runs with log_level=warning, workers=16'],
+    'asyncio/notes_service.py': ['instance-a holds the janitor lock', 'PUT long  -> 413', 'PUT long  -> 200 stored',
+                                 "GET /notes -> 200 ['hello', 'long']",
+                                 'instance-b took over the janitor and removed 2 notes'],
     'leader_worker.py': ['worker-0 leads', 'worker-1 took over after worker-0 died',
                          '15 jobs done by workers 0, 1, 2'],
 }

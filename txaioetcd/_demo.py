@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 
 from . import Client, CompModified, Database, KeySet, OpSet, Transaction, TransactionConflict, pmap
+from ._defer import Deferred
 
 _PREFIX = b'txaioetcd-demo/'
 

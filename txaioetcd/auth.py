@@ -8,9 +8,9 @@ safe for writes too.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
 
 from . import rpc
+from ._defer import Deferred, succeed
 from .keyset import KeySet
 
 __all__ = ('Auth',)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
-from ._defer import Scoped
+from ._defer import Deferred, Scoped, fail, succeed
 from .auth import Auth
 from .errors import ClientClosed, ConnectionFailed, ConnectionLost, Timeout, Unauthenticated
 from .kv import KV

@@ -11,6 +11,7 @@ framework can use it before or after a reactor runs. It only ever listens on loo
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import http.client
@@ -210,7 +211,9 @@ def _child_environment() -> dict[str, str]:
 
 
 class _Started:
-    """``with server:`` starts it (closing it again if the start fails) and closes it at the end."""
+    """``with server:`` starts it (closing it again if the start fails) and closes it at the end;
+    ``async with server:`` does the same from asyncio code, in the loop's executor so that the loop
+    keeps running while etcd starts and stops."""
 
     def __enter__(self):
         try:
@@ -222,6 +225,12 @@ class _Started:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self):
+        return await asyncio.get_running_loop().run_in_executor(None, self.__enter__)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
 
 
 class LocalEtcd(_Started):

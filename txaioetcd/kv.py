@@ -5,8 +5,8 @@ Each call builds an Op value and runs it through ``_call`` - the same ops go int
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 
+from ._defer import Deferred
 from .errors import Compacted, Failed
 from .keyset import KeySet
 from .ops import Compact, Op, OpDel, OpGet, OpSet, Transaction

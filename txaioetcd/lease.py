@@ -8,10 +8,9 @@ cannot get through for longer than the TTL, or etcd says the lease is gone, the 
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ._defer import Scoped
+from ._defer import Deferred, Scoped, succeed
 from .retry import KEEPALIVE_RETRY
 from .errors import ClientClosed, LeaseLost, NotFound
 from .results import Header
@@ -46,13 +45,13 @@ class Lease:
     def __repr__(self):
         return f'<Lease {self.lease_id:x} ttl={self.ttl} {self.state}>'
 
-    async def __aenter__(self):
-        return self
+    def __aenter__(self) -> Deferred:
+        return succeed(self)
 
-    async def __aexit__(self, *exc_info):
+    def __aexit__(self, *exc_info) -> Deferred:
         if self.state == 'alive':
-            await self.revoke()
-        return False
+            return self.revoke().addCallback(lambda _: False)
+        return succeed(False)
 
     def on_expired(self, callback) -> None:
         """Call ``callback(lease, reason)`` if the lease is lost while kept alive."""

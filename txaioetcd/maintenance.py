@@ -6,9 +6,9 @@ Status, defragment and the hashes concern the member the client is talking to at
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 
 from . import rpc
+from ._defer import Deferred
 from .results import Alarm
 
 __all__ = ('Maintenance',)

@@ -9,9 +9,10 @@ point meanwhile, the watch ends with ``Compacted`` carrying the compact revision
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.defer import DeferredQueue
 from twisted.logger import Logger
 
+from ._defer import Deferred, returns_deferred
 from .retry import RECONNECT
 from .errors import AuthFailed, ClientClosed, Compacted, Error, ServerError, TransportError
 from .keyset import KeySet
@@ -268,6 +269,7 @@ class EventStream:
     def __aiter__(self):
         return self
 
+    @returns_deferred
     async def __anext__(self) -> WatchEvent:
         if self._cancelled:
             raise StopAsyncIteration

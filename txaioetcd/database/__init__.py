@@ -6,9 +6,9 @@ transaction function and runs it again, with jittered backoff, when it conflicts
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
+from .._defer import Deferred
 from ..errors import ReadOnlyTransaction, Timeout, TransactionConflict
 from ..retry import Backoff, Deadline
 from ._commit import COMMIT_FLOOR

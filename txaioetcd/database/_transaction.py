@@ -8,10 +8,10 @@ one etcd transaction. Reads see the transaction's own writes, for points and for
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, fail, succeed
 
 from zope.interface import implementer
 
+from .._defer import Deferred, fail, succeed
 from ..errors import Compacted, ReadNotAwaited, ReadOnlyTransaction, TransactionClosed, TransactionConflict
 from ..keyset import KeySet, prefix_range_end
 from ..ops import OpGet, Transaction
@@ -78,16 +78,15 @@ class DbTransaction:
 
     # -- context manager and ending
 
-    async def __aenter__(self):
-        return self
+    def __aenter__(self) -> Deferred:
+        return succeed(self)
 
-    async def __aexit__(self, exc_type, exc, tb):
+    def __aexit__(self, exc_type, exc, tb) -> Deferred:
         if exc_type is not None:
             self.abort()
-            return False
-        if self.state == 'open':
-            await self.commit()
-        return False
+        elif self.state == 'open':
+            return self.commit().addCallback(lambda _: False)
+        return succeed(False)
 
     def commit(self) -> Deferred:
         """Write everything as one etcd transaction → the committed revision (or raise; nothing written).

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import struct
 
-from twisted.internet.defer import Deferred
 
+from .._defer import Deferred
 from ..errors import KeyTypeError, ValueDecodeError, ValueEncodeError
 from ..keyset import prefix_range_end
 from ._index import Index

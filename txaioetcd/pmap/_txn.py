@@ -13,10 +13,10 @@ what ``if tab[txn, key] is None:`` decided on a Deferred.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from .._defer import Forwarding
+from .._defer import Deferred, Forwarding
+
 
 __all__ = ('ITableTxn', 'Read', 'check_txn')
 

@@ -10,9 +10,10 @@ lease expires, etcd deletes the key and the next in line moves up.
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
+from .._defer import Deferred
 from ..errors import Compacted, LeaseLost
 from ..keyset import KeySet, as_key
 from ..ops import CompCreated, OpGet, OpSet, Transaction

@@ -9,10 +9,10 @@ candidate in line leads.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.defer import DeferredQueue
 from twisted.logger import Logger
 
-from .._defer import returns_deferred
+from .._defer import Deferred, returns_deferred
 from ..errors import Failed, NotLeader
 from ..keyset import KeySet, as_key
 from ..ops import CompCreated, OpSet, Transaction
@@ -205,6 +205,7 @@ class LeaderObserver:
     def __aiter__(self):
         return self
 
+    @returns_deferred
     async def __anext__(self) -> bytes:
         item = await self._queue.get()
         if item is LeaderObserver._END:

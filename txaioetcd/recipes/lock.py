@@ -9,11 +9,10 @@ as ``async with client.lock(name):``.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 
-from .._defer import returns_deferred
+from .._defer import Deferred, returns_deferred, succeed
 from ..errors import LeaseLost, LockTimeout
 from ..retry import Deadline
 from ._queue import Place, cancel_and_wait, check_name, check_ttl

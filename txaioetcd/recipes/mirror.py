@@ -16,10 +16,11 @@ from __future__ import annotations
 import bisect
 import struct
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from .._defer import Deferred
 from ..retry import RECONNECT, Deadline
 from ..errors import ClientClosed, Compacted, Timeout, TransportError, Unavailable
 from ..keyset import KeySet, as_key, prefix_range_end

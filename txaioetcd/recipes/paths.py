@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import bisect
 
-from twisted.internet.defer import Deferred
 
-from .._defer import returns_deferred
+from .._defer import Deferred, returns_deferred
 from ..errors import Compacted
 from ..keyset import KeySet, as_key, prefix_range_end
 from .mirror import _PAGE, Mirror

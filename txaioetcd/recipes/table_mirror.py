@@ -4,8 +4,8 @@ current by a ``Mirror`` of the table's (or index's) key range. Made by ``table.m
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 
+from .._defer import Deferred
 from ..keyset import KeySet
 from ..results import KeyValue
 from ..watch import WatchEvent

@@ -23,8 +23,9 @@ flight) and calls ``_next_member(error)``, ``_finish(result)`` and ``_finish_err
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 
+from .._defer import Deferred
 from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, NoLeader, OutcomeUnknown, ServerError,
                       Timeout, TLSError, TransportError, Unavailable)
 from ..retry import READ_RETRY

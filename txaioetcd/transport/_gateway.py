@@ -15,9 +15,9 @@ fails with OutcomeUnknown instead, because it may have been applied.
 from __future__ import annotations
 
 import ujson
-from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from .._defer import Deferred, succeed
 from ..errors import (ClientClosed, ConnectionLost, ProtocolError, Unavailable, Unsupported,
                       server_error)
 from . import ITransport

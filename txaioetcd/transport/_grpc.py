@@ -19,11 +19,11 @@ from __future__ import annotations
 import struct
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from .._defer import Deferred, succeed
 from .._version import __version__
 from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, ProtocolError, Timeout, Unavailable,
                       Unsupported, server_error)

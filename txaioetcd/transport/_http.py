@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import Factory, Protocol
 
+from .._defer import Deferred, fail, succeed
 from ..errors import ClientClosed, ConnectionFailed, ConnectionLost, ProtocolError
 
 __all__ = ('Receiver', 'HTTPConnection', 'ConnectionPool')

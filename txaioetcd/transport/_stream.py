@@ -8,8 +8,9 @@ whole, whatever way the HTTP chunks split them.
 from __future__ import annotations
 
 import ujson
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 
+from .._defer import Deferred
 from ..errors import ConnectionLost, ProtocolError, Timeout, server_error
 from ._http import Receiver
 
