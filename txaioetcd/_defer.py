@@ -42,16 +42,38 @@ class Deferred(_twisted.Deferred):
     """Twisted's Deferred, also awaitable from an asyncio Task (see the module's docstring)."""
 
     def __await__(self):
-        if not _TWISTED_DRIVEN.get():
+        if (not self.called or self.paused) and not _TWISTED_DRIVEN.get():   # a fired one: result now
             loop = _running_loop()
             if loop is not None and _current_task(loop) is not None:
-                return self.asFuture(loop).__await__()
+                return self._as_future(loop).__await__()
         return _twisted.Deferred.__iter__(self)
+
+    def _as_future(self, loop):
+        """``asFuture(loop)`` with less per call: an asyncio Future of this result; cancelling it
+        cancels this Deferred."""
+        future = loop.create_future()
+        self.addCallbacks(_set_result, _set_exception, callbackArgs=(future,), errbackArgs=(future,))
+        future.add_done_callback(self._future_done)
+        return future
+
+    def _future_done(self, future) -> None:
+        if future.cancelled():
+            self.cancel()
 
     @classmethod
     def fromCoroutine(cls, coro) -> Deferred:
         """Run ``coro`` under Twisted's driver (marked as such) → this class's Deferred of its result."""
         return contextvars.copy_context().run(_drive, coro)
+
+
+def _set_result(result, future) -> None:
+    if not future.cancelled():
+        future.set_result(result)
+
+
+def _set_exception(failure, future) -> None:
+    if not future.cancelled():
+        future.set_exception(failure.value)
 
 
 def _drive(coro) -> Deferred:
