@@ -21,6 +21,7 @@ import socket
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.interfaces import IHostnameResolver, IHostResolution
+from twisted.internet.posixbase import PosixReactorBase
 from zope.interface import implementer
 
 __all__ = ('LoopReactor',)
@@ -35,6 +36,16 @@ class LoopReactor(AsyncioSelectorReactor):
 
     def installWaker(self) -> None:
         """No waker (see the module's docstring)."""
+
+    def callLater(self, delay, callable, *args, **kwargs):
+        """Twisted's, without moving the loop's timer for a call due after it. (The base class compares
+        the new call's due time computed on two clocks read one after the other with the timer's
+        computed the other way round, so every call looked earlier and moved the timer: a cancelled
+        and a new asyncio TimerHandle per request.)"""
+        call = PosixReactorBase.callLater(self, delay, callable, *args, **kwargs)
+        if self._scheduledAt is None or self._asyncioEventloop.time() + delay < self._scheduledAt:
+            self._reschedule()
+        return call
 
 
 @implementer(IHostResolution)
