@@ -79,8 +79,8 @@ class LoopResolver:
         def resolved(task) -> None:
             try:
                 answers = task.result()
-            except (OSError, UnicodeError):
-                answers = []        # Twisted's own resolver reports a failed lookup as no address
+            except Exception:       # noqa: BLE001 - any failed lookup (OSError, UnicodeError, ...)
+                answers = []        # is "no address", as Twisted's own resolver reports it
             for answer_family, _, _, _, sockaddr in answers:
                 if answer_family == socket.AF_INET:
                     resolutionReceiver.addressResolved(IPv4Address(protocol, *sockaddr))

@@ -31,7 +31,7 @@ import functools
 
 from twisted.internet import defer as _twisted
 
-__all__ = ('Deferred', 'succeed', 'fail', 'returns_deferred', 'Forwarding', 'Scoped')
+__all__ = ('Deferred', 'succeed', 'fail', 'returns_deferred', 'Forwarding', 'Scoped', 'CallerStyle')
 
 _TWISTED_DRIVEN = contextvars.ContextVar('txaioetcd_twisted_driven', default=False)
 _running_loop = asyncio.events._get_running_loop       # the C function behind get_running_loop(), no raise
@@ -45,25 +45,51 @@ class Deferred(_twisted.Deferred):
         if (not self.called or self.paused) and not _TWISTED_DRIVEN.get():   # a fired one: result now
             loop = _running_loop()
             if loop is not None and _current_task(loop) is not None:
-                return self._as_future(loop).__await__()
+                return self._await_in_task(loop)
         return _twisted.Deferred.__iter__(self)
 
-    def _as_future(self, loop):
-        """``asFuture(loop)`` with less per call: an asyncio Future of this result; cancelling it
-        cancels this Deferred."""
+    def _await_in_task(self, loop):
+        """What an asyncio Task awaits: a Future of this result. If the Task is cancelled meanwhile,
+        this Deferred is cancelled and the Task waits until it has settled before it sees its
+        CancelledError - as a cancelled Twisted coroutine does: a cancelled lock attempt has removed
+        its waiter key when ``wait_for`` returns. (Cancelling the Task again stops that wait.)"""
         future = loop.create_future()
         self.addCallbacks(_set_result, _set_exception, callbackArgs=(future,), errbackArgs=(future,))
-        future.add_done_callback(self._future_done)
-        return future
-
-    def _future_done(self, future) -> None:
-        if future.cancelled():
-            self.cancel()
+        try:
+            return (yield from future.__await__())
+        except asyncio.CancelledError:
+            if not self.called:
+                settled = loop.create_future()
+                self.addBoth(_set_result, settled)
+                self.cancel()
+                if not settled.done():
+                    yield from settled.__await__()
+            raise
 
     @classmethod
     def fromCoroutine(cls, coro) -> Deferred:
         """Run ``coro`` under Twisted's driver (marked as such) → this class's Deferred of its result."""
         return contextvars.copy_context().run(_drive, coro)
+
+
+class CallerStyle:
+    """How the code calling us now awaits, kept to run a coroutine it hands us (``db.run(fn)``) its
+    way: as an asyncio Task in the caller's context when an asyncio Task is calling, else under
+    Twisted's driver. (Awaited inside one of our coroutines, an asyncio program's ``fn`` could not
+    await ``asyncio.sleep`` or ``gather``: Twisted's driver takes only Deferreds.)"""
+
+    __slots__ = ('_loop', '_context')
+
+    def __init__(self):
+        loop = None if _TWISTED_DRIVEN.get() else _running_loop()
+        self._loop = loop if loop is not None and _current_task(loop) is not None else None
+        self._context = contextvars.copy_context() if self._loop is not None else None
+
+    def run(self, awaitable):
+        """``awaitable`` (a coroutine of the caller's, say) as something our coroutines can await."""
+        if self._loop is None or not asyncio.iscoroutine(awaitable):
+            return awaitable
+        return Deferred.fromFuture(self._context.run(self._loop.create_task, awaitable))
 
 
 def _set_result(result, future) -> None:

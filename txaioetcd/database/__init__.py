@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.internet.task import deferLater
 
-from .._defer import Deferred
+from .._defer import CallerStyle, Deferred
 from ..errors import ReadOnlyTransaction, Timeout, TransactionConflict
 from ..retry import Backoff, Deadline
 from ._commit import COMMIT_FLOOR
@@ -66,14 +66,16 @@ class Database:
 
         On TransactionConflict the whole function runs again in a new transaction, up to ``retries``
         times, after a random pause of up to ``backoff * 2**attempt`` seconds (at most
-        ``max_backoff``). ``fn`` may be a plain function or a coroutine function. ``timeout`` bounds
-        all attempts together (their requests and pauses): past it, ``Timeout``.
+        ``max_backoff``). ``fn`` may be a plain function or a coroutine function (run the way the caller
+        runs: called from an asyncio Task, as an asyncio Task, so that it may await anything asyncio
+        offers). ``timeout`` bounds all attempts together (their requests and pauses): past it,
+        ``Timeout``.
         """
         deadline = Deadline(self._reactor, timeout) if timeout is not None else None
         policy = Backoff(backoff, max(backoff, max_backoff), jitter=0.0)
-        return Deferred.fromCoroutine(self._run(fn, args, kwargs, retries, write, policy, deadline))
+        return Deferred.fromCoroutine(self._run(fn, args, kwargs, retries, write, policy, deadline, CallerStyle()))
 
-    async def _run(self, fn, args, kwargs, retries, write, policy, deadline):
+    async def _run(self, fn, args, kwargs, retries, write, policy, deadline, caller):
         attempt = 0
         while True:
             if write and self.readonly:
@@ -83,7 +85,7 @@ class Database:
                 async with txn:
                     result = fn(txn, *args, **kwargs)
                     if hasattr(result, '__await__'):
-                        result = await result
+                        result = await caller.run(result)
                 return result
             except TransactionConflict as conflict:
                 if attempt >= retries:

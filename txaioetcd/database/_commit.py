@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from twisted.internet.defer import CancelledError
+
 from ..errors import (CommitOutcomeUnknown, Error, Failed, NullIndexValue, OutcomeUnknown, Timeout,
                       TransactionConflict, TransactionTooLarge, UniqueViolation)
 from ..keyset import KeySet
@@ -35,6 +37,7 @@ async def commit(txn) -> int | None:
         txn.committed_revision = txn.revision
         return txn.revision
     txn.state = 'committing'
+    sent = False
     try:
         ops = await _operations(txn)
         checks = _checks(txn, ops)
@@ -44,15 +47,18 @@ async def commit(txn) -> int | None:
         if left is not None and left < COMMIT_FLOOR:
             raise Timeout(f'{left * 1000:.0f} ms left of the deadline ({txn._deadline.seconds:g} s): too little '
                           f'to commit, so the commit was not sent; nothing was written', 'commit')
+        sent = True
         try:
             result = await txn._client.submit(request, timeout=txn.timeout())
         except Failed as failed:
+            sent = False                    # refused as a whole: nothing written
             raise _conflict(txn, checks, failed) from None
         except OutcomeUnknown as unknown:
             await _settle(txn, ops, unknown)
             raise AssertionError('unreachable')  # _settle always raises
-    except BaseException:
-        txn.state = 'aborted'
+    except BaseException as error:
+        # Sent, then cancelled (the caller stopped waiting) or unsettled: it may have landed.
+        txn.state = 'unknown' if sent and isinstance(error, (CancelledError, CommitOutcomeUnknown)) else 'aborted'
         raise
     txn.state = 'committed'
     txn.committed_revision = result.revision

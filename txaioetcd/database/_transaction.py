@@ -60,7 +60,8 @@ class DbTransaction:
         self.write = write
         self.revision: int | None = None            # the snapshot, fixed by the first read
         self.committed_revision: int | None = None  # the commit's revision, once committed
-        self.state = 'open'                         # open | committed | aborted
+        # open | committing | committed | aborted | unknown (sent, then cancelled or its answer lost)
+        self.state = 'open'
         self._first_waiters: list[Deferred] | None = None
         self._seen: dict[bytes, int] = {}           # raw key -> mod_revision read (0 = absent)
         self._values: dict[bytes, bytes | None] = {}  # raw key -> value read (None = absent)

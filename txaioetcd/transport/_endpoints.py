@@ -89,4 +89,11 @@ def parse_endpoint(url: str) -> Endpoint:
         raise ValueError(f'endpoint {url!r} has an invalid port') from None
     if parts.path not in ('', '/'):
         raise ValueError(f'endpoint {url!r}: a path is not allowed; the API prefix is detected')
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        try:
+            parts.hostname.encode('idna')
+        except UnicodeError as error:
+            raise ValueError(f'endpoint {url!r}: {parts.hostname!r} is not a valid host name ({error})') from None
     return Endpoint(url, scheme, parts.hostname, port)

@@ -203,5 +203,5 @@ class TLSEndpoint:
         from twisted.protocols.tls import TLSMemoryBIOFactory
         wrapped = _HandshakeFactory(factory, self._reactor, self._where, self._hostname,
                                     self._handshake_timeout)
-        tls = TLSMemoryBIOFactory(self._creator, True, wrapped)
+        tls = TLSMemoryBIOFactory(self._creator, True, wrapped, clock=self._reactor)   # not the global reactor
         return self._inner.connect(tls).addCallback(lambda protocol: protocol.wrappedProtocol.app)
