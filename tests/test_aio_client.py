@@ -23,8 +23,6 @@ asserted is that something did NOT happen. Servers with special flags are the mo
 """
 
 import asyncio
-import datetime
-import ipaddress
 import os
 import socket
 import subprocess
@@ -35,10 +33,6 @@ from contextlib import AsyncExitStack
 from urllib.parse import urlparse
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import defer as twisted_defer
 
 from txaioetcd import _defer, aio
@@ -52,6 +46,7 @@ from txaioetcd.recipes.lock import Lock
 from txaioetcd.testing import LocalEtcd
 
 from _aio import aio_client, eventually, run
+from _pki import make_pki
 
 
 # -- helpers
@@ -146,57 +141,10 @@ def unix_etcd(etcd_factory):
     return etcd_factory(unix_socket=True)
 
 
-def _name(common_name):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject, key, issuer, issuer_key, *, ca=False, sans=(), usage=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    if usage:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(directory, name, certificate, key):
-    cert_path, key_path = directory / f'{name}.pem', directory / f'{name}-key.pem'
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
 @pytest.fixture(scope='module')
 def pki(tmp_path_factory):
     """A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate."""
-    directory = tmp_path_factory.mktemp('aio-pki')
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = 'txaioetcd-aio-test-ca'
-    ca_path, _ = _write(directory, ca_name, _certificate(ca_name, ca_key, ca_name, ca_key, ca=True), ca_key)
-
-    def sign(subject, sans=(), usage=()):
-        leaf_key = ec.generate_private_key(ec.SECP256R1())
-        return _write(directory, subject, _certificate(subject, leaf_key, ca_name, ca_key, sans=sans,
-                                                       usage=list(usage)), leaf_key)
-    # Server and client auth both: etcd 3.5 also uses the server certificate as a client (gateway).
-    server, server_key = sign('etcd', sans=(x509.DNSName('localhost'),
-                                            x509.IPAddress(ipaddress.ip_address('127.0.0.1'))),
-                              usage=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH))
-    client, client_key = sign('client', usage=(ExtendedKeyUsageOID.CLIENT_AUTH,))
-    return {'ca': ca_path, 'server': server, 'server_key': server_key, 'client': client,
-            'client_key': client_key}
+    return make_pki(tmp_path_factory.mktemp('aio-pki'))['main']
 
 
 @pytest.fixture(scope='module')
