@@ -6,6 +6,7 @@ descriptor of its own, and resolves host names through the loop. Each test runs 
 import asyncio
 import os
 
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IResolutionReceiver
 from zope.interface import implementer
@@ -90,3 +91,17 @@ def test_host_names_resolve_through_the_loop():
         await eventually(lambda: missing.complete, timeout=10)
         assert missing.addresses == []             # reported as "no address", as Twisted's own does
     run(main(), timeout=20)
+
+
+def test_an_aio_client_needs_a_running_loop_and_takes_no_reactor():
+    from txaioetcd import aio
+    with pytest.raises(RuntimeError, match='inside a running asyncio loop'):
+        aio.Client(url='http://127.0.0.1:2379')
+
+    async def main():
+        reactor = LoopReactor(asyncio.get_running_loop())
+        with pytest.raises(TypeError, match='takes no reactor'):
+            aio.Client(reactor)
+        with pytest.raises(TypeError, match='takes no reactor'):
+            aio.Client(url='http://127.0.0.1:2379', reactor=reactor)
+    run(main(), timeout=10)

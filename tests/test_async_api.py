@@ -23,7 +23,7 @@ from txaioetcd.recipes.paths import children, delete_prefix
 from _loopback import connected, until, within
 
 # Modules whose public names users call; every class and function in them is walked.
-MODULES = ('txaioetcd', 'txaioetcd.pmap', 'txaioetcd.database', 'txaioetcd.recipes.lock',
+MODULES = ('txaioetcd', 'txaioetcd.aio', 'txaioetcd.pmap', 'txaioetcd.database', 'txaioetcd.recipes.lock',
            'txaioetcd.recipes.election', 'txaioetcd.recipes.mirror', 'txaioetcd.recipes.table_mirror',
            'txaioetcd.recipes.paths')
 

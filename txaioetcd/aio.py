@@ -26,9 +26,10 @@ class Client(_client.Client):
     ``Client(endpoints=[...])`` and every option of ``txaioetcd.Client`` but the reactor."""
 
     def __init__(self, url: str | None = None, **options):
-        if 'reactor' in options:
+        if 'reactor' in options or not (url is None or isinstance(url, str)):
             raise TypeError('txaioetcd.aio.Client takes no reactor: it runs on the running asyncio loop '
-                            '(use txaioetcd.Client(reactor, ...) on Twisted)')
+                            "(Client(url='http://127.0.0.1:2379'); txaioetcd.Client(reactor, ...) is "
+                            'the Twisted face)')
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
