@@ -1,4 +1,4 @@
-"""Command line: ``python -m txaioetcd demo`` and ``python -m txaioetcd server``."""
+"""Command line: ``python -m txaioetcd demo``, ``server`` and ``schema gen|check|show``."""
 
 from __future__ import annotations
 
@@ -19,12 +19,16 @@ def main(argv=None) -> int:
     demo = commands.add_parser('demo', help='run the client against a private etcd and show what it did')
     demo.add_argument('--url', help='use this etcd instead of starting one (or set ETCD_URL)')
     commands.add_parser('server', help='run a development etcd in the foreground', add_help=False)
+    from .cli import schema
+    schema_parser = schema.add_parser(commands)
     args, rest = parser.parse_known_args(argv)
     if args.command == 'server':
         from .devserver import serve
         return serve(rest)
     if rest:
         parser.error(f'unrecognized arguments: {" ".join(rest)}')
+    if args.command == 'schema':
+        return schema.run(args, schema_parser)
     return _demo(args)
 
 

@@ -51,6 +51,7 @@ class PersistentMap:
         self.name = name or f'{type(self).__name__}({slot})'
         self._slot_bytes = _SLOT.pack(slot)
         self._encode_value, self._decode_value = self.value_type.bind(**options)
+        self.value_options = options     # as given: the catalog description of the value type uses them
         self.indexes: dict[str, Index] = {}
 
     def __repr__(self):
@@ -228,4 +229,5 @@ class PersistentMap:
             'name': self.name, 'slot': self.slot, 'key_type': self.key_type.name,
             'value_type': self.value_type.name,
             'indexes': {name: index.describe() for name, index in sorted(self.indexes.items())},
+            **self.value_type.describe(**self.value_options),
         }

@@ -2,24 +2,30 @@
 the catalog in slot 0 so that two services never read one slot two different ways.
 
 The catalog record of a slot lives at ``db prefix + b'\\0\\0' + >H slot`` (the layout zlmdb used) and
-holds a CBOR map: name, slot, key type, value type, indexes (name → slot, unique, nullable).
+holds a CBOR map: name, slot, key type, value type, indexes (name → slot, unique, nullable); a
+generated FlatBuffers table adds its root type, binary schema (``.bfbs``) and its sha256, and a service
+whose schema is a compatible evolution of the recorded one updates the record (see txaioetcd.fbs).
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import cbor2
+from twisted.logger import Logger
 
 from .._defer import returns_deferred
 from ..errors import SchemaMismatch
+from ..fbs import BinarySchemaError, evolution_problems, read_binary_schema
 from ._map import PersistentMap
 
-__all__ = ('Schema', 'CATALOG_SLOT', 'catalog_key')
+__all__ = ('Schema', 'CatalogVerdict', 'CATALOG_SLOT', 'catalog_key', 'compare_record')
 
 CATALOG_SLOT = 0
 _SLOT = struct.Struct('>H')
 _COMPARED = ('name', 'key_type', 'value_type', 'indexes')
+_log = Logger()
 
 
 def catalog_key(slot: int) -> bytes:
@@ -72,32 +78,105 @@ class Schema:
         return f'<{type(self).__name__} ' + ', '.join(f'{n}@{t.slot}' for n, t in self.tables.items()) + '>'
 
     @returns_deferred
-    async def attach(self, txn) -> list:
-        """Record each table in the catalog, or check it against the record (in a write transaction).
-        → the names of the tables newly recorded (or completed, for records of earlier releases).
-        Raises SchemaMismatch naming slot and difference."""
+    async def check(self, txn) -> list:
+        """Compare each table with its catalog record, writing nothing → a ``CatalogVerdict`` per table
+        (what ``attach`` would do: record it, accept it, update the record, or refuse)."""
         slots = [catalog_key(table.slot) for table in self.tables.values()]
         stored = await txn.read_records(slots, _CATALOG, slots)
+        return [compare_record(name, table, data) for (name, table), data in zip(self.tables.items(), stored)]
+
+    @returns_deferred
+    async def attach(self, txn) -> list:
+        """Record each table in the catalog, or check it against the record (in a write transaction).
+        → the names of the tables newly recorded, completed (records of earlier releases) or updated
+        to a compatible newer FlatBuffers schema. Raises SchemaMismatch naming slot and difference."""
+        verdicts = await self.check(txn)
+        refused = [verdict.detail for verdict in verdicts if verdict.status == 'mismatch']
+        if refused:
+            raise SchemaMismatch('; and '.join(refused))
         recorded = []
-        for (name, table), key, data in zip(self.tables.items(), slots, stored):
-            wanted = table.describe()
-            if data is None:
-                txn.put_record(key, _CATALOG, key, wanted, cbor2.dumps(wanted))
-                recorded.append(name)
-                continue
-            have = cbor2.loads(data)
-            # Records of zlmdb / earlier txaioetcd hold only name and slot (plus oid, creator ...):
-            # check what they hold, then complete them with what this service knows.
-            differences = [f'{field}: catalog has {have[field]!r}, this service has {wanted[field]!r}'
-                           for field in _COMPARED if field in have and have[field] != wanted[field]]
-            if differences:
-                raise SchemaMismatch(f'slot {table.slot} ({name}) does not match the catalog: '
-                                     + '; '.join(differences) + '. Migrate the data or use another slot')
-            if any(field not in have for field in _COMPARED):
-                upgraded = dict(have, **wanted)
-                txn.put_record(key, _CATALOG, key, upgraded, cbor2.dumps(upgraded))
-                recorded.append(name)
+        for verdict in verdicts:
+            if verdict.status == 'upgraded':
+                _log.info('{detail}: recorded it', detail=verdict.detail)
+            elif verdict.status == 'older':
+                _log.info('{detail}', detail=verdict.detail)
+            if verdict.record is not None:
+                key = catalog_key(verdict.slot)
+                txn.put_record(key, _CATALOG, key, verdict.record, cbor2.dumps(verdict.record))
+                recorded.append(verdict.table)
         return recorded
+
+
+@dataclass(frozen=True)
+class CatalogVerdict:
+    """How a table compares with its catalog record. ``status``: 'new' (no record), 'same', 'completed'
+    (a record of an earlier release, to complete), 'upgraded' (this service has a compatible newer
+    FlatBuffers schema), 'older' (the catalog holds a compatible newer one), 'mismatch'. ``record`` is
+    what attach writes (None: nothing); ``detail`` says what differs."""
+    table: str
+    slot: int
+    status: str
+    record: dict | None = None
+    detail: str = ''
+
+
+def compare_record(name: str, table, data: bytes | None) -> CatalogVerdict:
+    """The verdict for ``table`` (called ``name``) against the stored catalog record ``data``."""
+    wanted = table.describe()
+    if data is None:
+        return CatalogVerdict(name, table.slot, 'new', wanted)
+    have = cbor2.loads(data)
+    where = f'slot {table.slot} ({name})'
+    # Records of zlmdb / earlier txaioetcd hold only name and slot (plus oid, creator ...): check what
+    # they hold, then complete them with what this service knows.
+    differences = [f'{field}: catalog has {have[field]!r}, this service has {wanted[field]!r}'
+                   for field in _COMPARED if field in have and have[field] != wanted[field]]
+    if differences:
+        return CatalogVerdict(name, table.slot, 'mismatch', detail=f'{where} does not match the catalog: '
+                              + '; '.join(differences) + '. Migrate the data or use another slot')
+    status, detail = 'same', ''
+    if 'bfbs' in have and 'bfbs' in wanted and have['bfbs_sha256'] != wanted['bfbs_sha256']:
+        status, detail = _evolution(where, table, have, wanted)
+        if status == 'mismatch':
+            return CatalogVerdict(name, table.slot, status, detail=detail)
+    if 'bfbs' in have and status != 'upgraded':
+        # Keep the stored binary schema: it is the newer one, an equivalent one, or this service has
+        # hand-written build/cast and cannot say more than the value type.
+        wanted = dict(wanted, **{field: have[field] for field in _BINARY_SCHEMA})
+    if all(have.get(field) == wanted[field] for field in wanted):
+        return CatalogVerdict(name, table.slot, status, detail=detail)
+    return CatalogVerdict(name, table.slot, status if status != 'same' else 'completed', dict(have, **wanted),
+                          detail)
+
+
+_BINARY_SCHEMA = ('root_type', 'bfbs', 'bfbs_sha256')
+
+
+def _evolution(where: str, table, have: dict, wanted: dict) -> tuple:
+    """Two different binary schemas of one FlatBuffers table → (status, detail)."""
+    old_sha, new_sha = have['bfbs_sha256'][:12], wanted['bfbs_sha256'][:12]
+    if have['root_type'] != wanted['root_type']:
+        return 'mismatch', (f'{where} does not match the catalog: root type: catalog has {have["root_type"]}, '
+                            f'this service has {wanted["root_type"]}. Migrate the data or use another slot')
+    root = wanted['root_type']
+    try:
+        theirs = read_binary_schema(have['bfbs'])
+    except BinarySchemaError as error:
+        return 'mismatch', f'{where}: the catalog\'s binary schema cannot be read: {error}'
+    ours = table.value_options['root'].schema
+    forward = evolution_problems(theirs, ours, root)
+    backward = evolution_problems(ours, theirs, root)
+    if not forward and backward:
+        return 'upgraded', (f'{where}: this service\'s {root} (sha256 {new_sha}) is a compatible evolution of '
+                            f'the catalog\'s (sha256 {old_sha})')
+    if not forward:
+        return 'same', f'{where}: an equivalent {root} (renames or comments only); the record is kept'
+    if not backward:
+        return 'older', (f'{where}: the catalog holds a newer compatible version of {root} (sha256 {old_sha}) '
+                         f'than this service (sha256 {new_sha}); the record is kept')
+    return 'mismatch', (f'{where}: this service\'s {root} (sha256 {new_sha}) is not a compatible evolution of '
+                        f'the catalog\'s (sha256 {old_sha}): ' + '; '.join(forward)
+                        + '. Migrate the data or use another slot')
 
 
 class _Catalog:

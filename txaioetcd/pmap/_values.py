@@ -38,6 +38,10 @@ class ValueType:
     def bind(self, **options):
         raise NotImplementedError
 
+    def describe(self, **options) -> dict:
+        """What the catalog records about the value type beyond its name (for the same options)."""
+        return {}
+
     def __repr__(self):
         return self.name
 
@@ -168,20 +172,30 @@ class _Pickle(ValueType):
 
 
 class _FlatBuffers(ValueType):
-    """FlatBuffers: ``build(obj, builder)`` returns the root offset; ``cast(bytes)`` reads it back."""
+    """FlatBuffers: ``build(obj, builder)`` returns the root offset; ``cast(bytes)`` reads it back. A
+    generated table passes ``root`` (a ``txaioetcd.fbs.FlatBuffersRoot``) instead: it builds, casts,
+    and gives the catalog its root type and binary schema."""
 
     name = 'FlatBuffers'
-    options = ('build', 'cast')
+    options = ('build', 'cast', 'root')
 
-    def bind(self, build=None, cast=None):
+    def bind(self, build=None, cast=None, root=None):
+        if root is not None:
+            if build is not None or cast is not None:
+                raise TypeError('a FlatBuffers table takes root=... or build= and cast=, not both')
+            build, cast = root.build, root.cast
         if build is None or cast is None:
             raise TypeError('a FlatBuffers table needs build=(obj, builder) -> offset and cast=(bytes) -> obj')
+        builder_class = flatbuffers.Builder
 
         def encode(value):
-            builder = flatbuffers.Builder(0)
+            builder = builder_class(0)
             builder.Finish(build(value, builder))
             return bytes(builder.Output())
         return encode, cast
+
+    def describe(self, root=None, **_) -> dict:
+        return root.describe() if root is not None else {}
 
 
 VALUE_TYPES = {t.name: t for t in (_String(), _Binary(), _Oid(), _Uuid(), _Json(), _Cbor(), _Pickle(),

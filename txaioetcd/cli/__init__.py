@@ -1,0 +1,1 @@
+"""Command-line commands beyond ``demo`` and ``server``: one module per command group."""
