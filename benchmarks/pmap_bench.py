@@ -13,13 +13,18 @@ Workloads, each one at a time (sequential) unless noted:
     pmap write txn        async with db.begin(write=True): user = await users[txn, oid];
                           users[txn, oid] = user (CBOR), committed as one compare-and-set
     raw CAS               the CAS alone (for reference)
+    pmap read txn (FB)    the read transaction on a generated FlatBuffers table (benchmarks/fbs/bench.fbs)
+                          of the same user: the record comes back as a zero-copy reader
+    pmap write txn (FB)   the write transaction on it: read, unpack() to the object API, age + 1, write
     bulk insert           10,000 new users in write transactions of 100 (users/s)
     select 10k            one read transaction selecting 10,000 users (users/s)
 
 The ratios printed compare pmap with the raw client doing the same round trips (targets: write
 transaction >= 80 % of raw get + CAS, read transaction >= 80 % of raw get). The CBOR share is the CPU
 of ``encode_value`` + ``decode_value`` of one user (timed in a loop) over the CPU of one pmap write
-transaction (target < 10 %).
+transaction (target < 10 %). FlatBuffers against CBOR: the FB write transaction >= 0.85x the CBOR one;
+a lazy read of two fields of a 20-field record (cast + two getters) faster than the full CBOR decode
+of the same record (both timed in a loop, CPU microseconds).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from _common import (Summary, environment, load_average, print_table,  # noqa: E
 from client_bench import run  # noqa: E402
 
 from txaioetcd import Client, CompModified, Database, KeySet, OpSet, Transaction, pmap  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fbs'))
+from gen import bench as fbs  # noqa: E402  (generated from benchmarks/fbs/bench.fbs)
 
 USERS = 1000
 BULK = 10_000
@@ -63,6 +71,19 @@ def make_user(i: int) -> User:
     return User(uuid.UUID(int=i + 1), f'user {i}', f'user{i}@example.com', 20 + i % 50, ['a', 'b', 'c'])
 
 
+def make_fb_user(i: int):
+    user = make_user(i)
+    return fbs.UserT(oid=list(user.oid.bytes), name=user.name, email=user.email, age=user.age, tags=user.tags)
+
+
+def make_wide():
+    """A 20-field record, as the generated object and as the dict the CBOR table stores."""
+    wide = fbs.WideT(f01=1 << 40, f02=2, f03=3, f04=4, f05=-5, f06=6, f07=7, f08=8, f09=9, f10=10,
+                     s11='eleven', s12='twelve', s13='thirteen', s14='fourteen', s15='fifteen', s16='sixteen',
+                     d17=1.5, d18=2.5, b19=True, b20=False)
+    return wide, dict(vars(wide))
+
+
 class Bench:
     def __init__(self, client: Client, prefix: bytes):
         self.client = client
@@ -71,6 +92,7 @@ class Bench:
         self.bulk = pmap.MapUuidCbor(2, marshal=User.marshal, unmarshal=User.parse, name='bulk')
         self.oids = [make_user(i).oid for i in range(USERS)]
         self.raw_keys = [prefix + self.users.encode_key(oid) for oid in self.oids]
+        self.users_fb = fbs.users_fb
         self.bulk_round = 0
 
     async def populate(self):
@@ -78,6 +100,9 @@ class Bench:
             async with self.db.begin(write=True) as txn:
                 for i in range(start, start + BATCH):
                     self.users[txn, self.oids[i]] = make_user(i)
+            async with self.db.begin(write=True) as txn:
+                for i in range(start, start + BATCH):
+                    self.users_fb[txn, self.oids[i]] = make_fb_user(i)
 
     def calls(self):
         client, db, users, oids, keys = self.client, self.db, self.users, self.oids, self.raw_keys
@@ -103,6 +128,19 @@ class Bench:
                 user.age += 1
                 users[txn, oid] = user
 
+        users_fb = self.users_fb
+
+        async def read_txn_fb(i):
+            async with db.begin() as txn:
+                return await users_fb[txn, oids[i % USERS]]
+
+        async def write_txn_fb(i):
+            async with db.begin(write=True) as txn:
+                oid = oids[i % USERS]
+                user = (await users_fb[txn, oid]).unpack()
+                user.age += 1
+                users_fb[txn, oid] = user
+
         cas_revision = {}   # key -> its revision, as the last CAS left it
 
         async def raw_cas(i):
@@ -122,6 +160,8 @@ class Bench:
             'raw get + CAS': lambda i: Deferred.fromCoroutine(raw_get_cas(i)),
             'pmap write txn': lambda i: Deferred.fromCoroutine(write_txn(i)),
             'raw CAS': lambda i: Deferred.fromCoroutine(raw_cas(i)),
+            'pmap read txn (FB)': lambda i: Deferred.fromCoroutine(read_txn_fb(i)),
+            'pmap write txn (FB)': lambda i: Deferred.fromCoroutine(write_txn_fb(i)),
         }
 
     async def bulk_insert(self):
@@ -158,7 +198,35 @@ class Bench:
         return 1000 * (cpu_seconds() - cpu0) / rounds
 
 
-WORKLOADS = ['raw get', 'pmap read txn', 'raw get + CAS', 'pmap write txn', 'raw CAS']
+    def value_us(self, rounds: int = 20000) -> dict:
+        """CPU microseconds per value: FlatBuffers and CBOR encode and decode, and the lazy read."""
+        from _common import cpu_seconds
+        wide, plain = make_wide()
+        wide_fb, wide_cbor = fbs.wide_fb, pmap.MapOidCbor(13, name='wide_cbor')
+        fb_bytes, cbor_bytes = wide_fb.encode_value(1, wide), wide_cbor.encode_value(1, plain)
+
+        def lazy_two():
+            record = wide_fb.decode_value(1, fb_bytes)
+            return record.F03(), record.S12()
+
+        loops = {
+            'FB build (20 fields)': lambda: wide_fb.encode_value(1, wide),
+            'CBOR encode (20 fields)': lambda: wide_cbor.encode_value(1, plain),
+            'FB lazy read of 2 fields': lazy_two,
+            'CBOR full decode': lambda: wide_cbor.decode_value(1, cbor_bytes),
+            'FB unpack (20 fields)': lambda: wide_fb.decode_value(1, fb_bytes).unpack(),
+        }
+        out = {}
+        for name, fn in loops.items():
+            cpu0 = cpu_seconds()
+            for _ in range(rounds):
+                fn()
+            out[name] = 1e6 * (cpu_seconds() - cpu0) / rounds
+        return out
+
+
+WORKLOADS = ['raw get', 'pmap read txn', 'pmap read txn (FB)', 'raw get + CAS', 'pmap write txn',
+             'pmap write txn (FB)', 'raw CAS']
 
 
 async def main(reactor, args, etcd_info: dict):
@@ -203,13 +271,25 @@ async def main(reactor, args, etcd_info: dict):
               f'{"PASS" if write_ratio >= 0.8 else "MISS"}')
         print(f'  CBOR encode+decode {cbor:.4f} ms = {cbor_share:6.1%} of a write txn\'s CPU '
               f'(target < 10%)  {"PASS" if cbor_share < 0.1 else "MISS"}')
+        fb_write = summaries['pmap write txn (FB)'].ops_per_s / summaries['pmap write txn'].ops_per_s
+        fb_read = summaries['pmap read txn (FB)'].ops_per_s / summaries['pmap read txn'].ops_per_s
+        values = [bench.value_us() for _ in range(3)]
+        value_us = {name: sorted(v[name] for v in values)[1] for name in values[0]}
+        print(f'  FB write txn / CBOR write txn = {fb_write:6.1%}  (target >= 85%)  '
+              f'{"PASS" if fb_write >= 0.85 else "MISS"};  FB read txn / CBOR read txn = {fb_read:6.1%}')
+        for name, us in value_us.items():
+            print(f'  {name:<26} {us:7.2f} CPU us per value (median of 3 loops of 20,000)')
+        lazy, full = value_us['FB lazy read of 2 fields'], value_us['CBOR full decode']
+        print(f'  lazy 2-field read / full CBOR decode = {lazy / full:5.2f}x  (target < 1)  '
+              f'{"PASS" if lazy < full else "MISS"}')
         if args.json:
             with open(args.json, 'w') as out:
                 json.dump({'benchmark': 'pmap_bench', 'environment': env,
                            'results': [summaries[n].as_dict() for n in WORKLOADS],
                            'bulk_users_per_s': [b[0] for b in bulk], 'select_users_per_s': [s[0] for s in selected],
                            'read_ratio': read_ratio, 'write_ratio': write_ratio, 'cbor_ms': cbor,
-                           'cbor_share': cbor_share}, out, indent=2)
+                           'cbor_share': cbor_share, 'fb_write_ratio': fb_write, 'fb_read_ratio': fb_read,
+                           'value_cpu_us': value_us}, out, indent=2)
     finally:
         await remove_and_close(client, prefix)
 
