@@ -8,11 +8,11 @@ from ._classes import COMMON_NAMES, map_class
 from ._index import Index
 from ._keys import BINARY, OID, STRING, TIMESTAMP, UUID, Composite, KeyType
 from ._map import PersistentMap
-from ._schema import Schema
+from ._schema import CatalogVerdict, Schema
 from ._txn import ITableTxn, Read
 from ._values import PickleRefused, RestrictedUnpickler, ValueType
 
-__all__ = ('PersistentMap', 'Schema', 'Index', 'ITableTxn', 'Read', 'map_class', 'KeyType', 'ValueType', 'Composite', 'OID',
+__all__ = ('PersistentMap', 'Schema', 'CatalogVerdict', 'Index', 'ITableTxn', 'Read', 'map_class', 'KeyType', 'ValueType', 'Composite', 'OID',
            'UUID', 'STRING', 'BINARY', 'TIMESTAMP', 'PickleRefused', 'RestrictedUnpickler') + COMMON_NAMES
 
 
