@@ -868,6 +868,21 @@ async def test_schema_mismatch_names_slot_and_difference(client, prefix):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_table_moved_to_another_slot_is_a_mismatch(client, prefix):
+    db = Database(client, prefix=prefix)
+    await db.attach(_schema())
+    before = sorted(await _all_keys(client, prefix))
+    moved = pmap.Schema(users=pmap.MapUuidCbor(7))
+    with pytest.raises(SchemaMismatch) as caught:
+        await db.attach(moved)
+    assert str(caught.value).startswith('slot 7 (users): the catalog records table users in slot 1, this service '
+                                        'has it in slot 7; a table keeps its slot')
+    assert sorted(await _all_keys(client, prefix)) == before
+    # another name in the new slot is a new table
+    assert await db.attach(pmap.Schema(people=pmap.MapUuidCbor(7))) == ['people']
+
+
+@pytest_twisted.ensureDeferred
 async def test_services_attaching_one_schema_concurrently_all_succeed(client, etcd, reactor, prefix):
     async with connected(reactor, etcd.url, timeout=10) as other:
         dbs = [Database(c, prefix=prefix) for c in (client, other, client, other)]

@@ -41,6 +41,7 @@ The tree::
     │   ├── TransactionClosed        the transaction was already committed or aborted
     │   ├── UniqueViolation          a unique index already maps the value to another record
     │   ├── NullIndexValue           a non-nullable index got None
+    │   ├── IndexValueError          an index's key function failed on a record
     │   └── ReadNotAwaited           the transaction ended with a table read nobody awaited
     ├── CommitOutcomeUnknown         (also an OutcomeUnknown) the commit's answer was lost and could
     │                                not be checked
@@ -66,7 +67,7 @@ __all__ = (
     'ClientCertificateRejected', 'ConnectionLost', 'Timeout',
     'OutcomeUnknown', 'ProtocolError', 'Failed', 'Unsupported', 'ClientClosed',
     'TransactionError', 'TransactionConflict', 'TransactionTooLarge', 'ReadOnlyTransaction',
-    'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'CommitOutcomeUnknown', 'TableError',
+    'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'IndexValueError', 'CommitOutcomeUnknown', 'TableError',
     'KeyTypeError', 'ValueEncodeError', 'ValueDecodeError', 'SchemaMismatch', 'LeaseTTLTooLarge',
     'LockTimeout', 'LeaseLost', 'NotLeader', 'ReadNotAwaited', 'PickleRefused',
 )
@@ -293,6 +294,10 @@ class UniqueViolation(TransactionError):
 
 class NullIndexValue(TransactionError):
     """An index that is not nullable got None for a record."""
+
+
+class IndexValueError(TransactionError):
+    """An index's key function failed on a record (written or stored); nothing was written."""
 
 
 class ReadNotAwaited(TransactionError):

@@ -99,14 +99,18 @@ _VERDICTS = {'new': 'not in the catalog yet (attach records it)', 'same': 'match
 
 async def _check(client, args) -> int:
     from ..database import Database
-    from ..fbs._codegen import compile_binary_schema, conform, find_flatc, schema_from_binary
+    from ..fbs._codegen import CodegenError, compile_binary_schema, conform, find_flatc, schema_from_binary
     from ..pmap._schema import catalog_key
 
     path: Path = args.file
     if path.suffix == '.bfbs':
         bfbs, flatc = path.read_bytes(), None      # what schema gen wrote: no compiler needed
     else:
-        flatc = find_flatc()
+        try:
+            flatc = find_flatc()
+        except CodegenError as error:
+            raise CodegenError(f'{error}. Without it, check the .bfbs that schema gen wrote beside the '
+                               f'generated code: schema check DIR/{path.stem}.bfbs') from None
         bfbs = compile_binary_schema(path, flatc)
     schema = schema_from_binary(bfbs, path.name)
     db = Database(client, prefix=args.prefix.encode('utf-8'), readonly=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import CancelledError
 
-from ..errors import (CommitOutcomeUnknown, Error, Failed, NullIndexValue, OutcomeUnknown, Timeout,
+from ..errors import (CommitOutcomeUnknown, Error, Failed, IndexValueError, NullIndexValue, OutcomeUnknown, Timeout,
                       TransactionConflict, TransactionTooLarge, UniqueViolation)
 from ..keyset import KeySet
 from ..ops import CompModified, CompVersion, OpDel, OpGet, OpSet, Transaction
@@ -79,7 +79,8 @@ async def _operations(txn) -> dict:
         old_data = None if txn._in_truncated(raw) else txn._values.get(raw)
         old_obj = table.decode_value(key, old_data) if old_data is not None else None
         for index in table.indexes.values():
-            old_value, new_value = index.value_of(old_obj), index.value_of(write.obj)
+            old_value = _indexed(index, table, key, old_obj, 'the stored record')
+            new_value = _indexed(index, table, key, write.obj, 'the record written')
             if write.obj is not None and new_value is None and not index.nullable:
                 raise NullIndexValue(f'index {index.name} of {table.name}[{key!r}]: the indexed value is '
                                      f'None and the index is not nullable')
@@ -101,6 +102,16 @@ async def _operations(txn) -> dict:
             ops[entry] = None
     ops.update(added)
     return ops
+
+
+def _indexed(index, table, key, obj, which: str):
+    """The indexed value of ``obj``; a failing key function (user or generated code) is an error that
+    names index, table and record, not a bare exception from inside the commit."""
+    try:
+        return index.value_of(obj)
+    except Exception as error:
+        raise IndexValueError(f'index {index.name} of {table.name}[{key!r}]: its key function failed on '
+                              f'{which}: {type(error).__name__}: {error}; nothing was written') from error
 
 
 def _check_unique(txn, claims: dict, removed: set) -> None:

@@ -52,9 +52,9 @@ class _Walk:
         return self.problems
 
     def _struct(self, was: SchemaObject, now: SchemaObject):
-        layout = [(f.offset, self.old.type_name(f.type)) for f in was.fields]
-        if layout != [(f.offset, self.new.type_name(f.type)) for f in now.fields] or \
-                was.bytesize != now.bytesize:
+        layout = [(f.offset, f.type.base, f.type.element, self.old.type_name(f.type)) for f in was.fields]
+        if layout != [(f.offset, f.type.base, f.type.element, self.new.type_name(f.type)) for f in now.fields] \
+                or was.bytesize != now.bytesize:
             self.problems.append(f'struct {was.name}: its layout changed (stored: {self._fields(self.old, was)}; '
                                  f'this service: {self._fields(self.new, now)}); a struct never changes, '
                                  f'add a new field of a new struct type instead')
@@ -64,7 +64,7 @@ class _Walk:
 
     @staticmethod
     def _fields(schema, obj):
-        return ', '.join(f'{f.name}: {schema.type_name(f.type)}' for f in obj.fields)
+        return ', '.join(f'{f.name}: {_spelled(schema, f.type)}' for f in obj.fields)
 
     def _table(self, was: SchemaObject, now: SchemaObject):
         by_id = {f.id: f for f in now.fields}
@@ -93,7 +93,7 @@ class _Walk:
                                      f'be required (stored records do not have it)')
 
     def _field(self, where: str, was: SchemaField, now: SchemaField):
-        old_type, new_type = self.old.type_name(was.type), self.new.type_name(now.type)
+        old_type, new_type = _spelled(self.old, was.type), _spelled(self.new, now.type)
         if (was.type.base, was.type.element, old_type) != (now.type.base, now.type.element, new_type):
             self.problems.append(f'{where} (id {was.id}): stored type {old_type}, this service has '
                                  f'{new_type} (as {now.name}); a field\'s type never changes, add a new field')
@@ -124,7 +124,7 @@ class _Walk:
         if now is None:
             self.problems.append(f'{kind} {name} (used by {where}): this service\'s schema has no {name}')
             return
-        if self.old.type_name(was.underlying) != self.new.type_name(now.underlying) and not was.is_union:
+        if was.underlying.base != now.underlying.base and not was.is_union:
             self.problems.append(f'enum {name}: stored underlying type {was.underlying.base.lower()}, this '
                                  f'service has {now.underlying.base.lower()}')
         for value, (label, member) in sorted(was.values.items()):
@@ -142,6 +142,15 @@ class _Walk:
                                          f'{new_name} in this service\'s')
                 else:
                     self.table_or_struct(old_member)
+
+
+def _spelled(schema: BinarySchema, t: SchemaType) -> str:
+    """A type as the messages name it: an enum with its underlying type ('shop.Status (ubyte)')."""
+    name = schema.type_name(t)
+    base = t.element if t.base in ('Vector', 'Vector64', 'Array') else t.base
+    if t.index >= 0 and base not in ('Obj', 'Union', 'UType'):
+        return f'{name} ({base.lower()})' if not name.startswith('[') else f'{name[:-1]} ({base.lower()})]'
+    return name
 
 
 def _default(f: SchemaField) -> str:

@@ -58,7 +58,8 @@ def plan_tables(schema: BinarySchema, source: str) -> list:
     for obj in schema.objects:
         attrs = obj.attributes
         if 'pmap_table' not in attrs:
-            stray = [a for a in attrs if a.startswith('pmap_')]
+            stray = [a for a in attrs if a.startswith('pmap_')] + \
+                [f'{a} (on {f.name})' for f in obj.fields for a in f.attributes if a.startswith('pmap_')]
             if stray:
                 raise CodegenError(f'{source}: {obj.name} has {", ".join(stray)} but no pmap_table: name '
                                    f'the table (pmap_table: "...") or remove them')
@@ -113,7 +114,7 @@ def _index(field: SchemaField, record_key: str, where: str) -> IndexPlan:
         allowed = {'Oid', 'Timestamp'} if t.base == 'ULong' else {'Oid'}
     elif t.base == 'Long':
         allowed = {'Timestamp'}
-    elif t.base == 'Vector' and t.element == 'UByte':
+    elif t.base == 'Vector' and t.element == 'UByte' and t.index < 0:
         allowed = {'Binary', 'Uuid'}
     else:
         allowed = set()

@@ -119,9 +119,18 @@ def _scalar(t: Table, field_id: int, flags, default):
     return t.Get(flags, o + t.Pos) if o else default
 
 
+def _text(t: Table, pos: int) -> str:
+    """The string whose offset is at ``pos``, refusing one that runs past the end (a cut-short file)."""
+    start = pos + N.UOffsetTFlags.py_type(t.Get(N.UOffsetTFlags, pos))
+    length = t.Get(N.UOffsetTFlags, start)
+    if start + 4 + length > len(t.Bytes):
+        raise IndexError(f'a string at byte {start} runs past the end of the buffer')
+    return bytes(t.Bytes[start + 4:start + 4 + length]).decode('utf-8')
+
+
 def _string(t: Table, field_id: int, default=''):
     o = _slot(t, field_id)
-    return t.String(o + t.Pos).decode('utf-8') if o else default
+    return _text(t, o + t.Pos) if o else default
 
 
 def _sub(t: Table, field_id: int):
@@ -133,8 +142,10 @@ def _vector(t: Table, field_id: int):
     o = _slot(t, field_id)
     if not o:
         return []
-    start = t.Vector(o)
-    return [t.Indirect(start + 4 * i) for i in range(t.VectorLen(o))]
+    start, count = t.Vector(o), t.VectorLen(o)
+    if start + 4 * count > len(t.Bytes):
+        raise IndexError(f'a vector at byte {start} runs past the end of the buffer')
+    return [t.Indirect(start + 4 * i) for i in range(count)]
 
 
 def _strings(t: Table, field_id: int) -> tuple:
@@ -142,7 +153,7 @@ def _strings(t: Table, field_id: int) -> tuple:
     if not o:
         return ()
     start = t.Vector(o)
-    return tuple(t.String(start + 4 * i).decode('utf-8') for i in range(t.VectorLen(o)))
+    return tuple(_text(t, start + 4 * i) for i in range(t.VectorLen(o)))
 
 
 def _attributes(t: Table, field_id: int) -> dict:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from .._defer import returns_deferred
 from ..errors import SchemaMismatch
 from ..fbs import BinarySchemaError, evolution_problems, read_binary_schema
+from ..keyset import prefix_range_end
 from ._map import PersistentMap
 
 __all__ = ('Schema', 'CatalogVerdict', 'CATALOG_SLOT', 'catalog_key', 'compare_record')
@@ -83,7 +84,13 @@ class Schema:
         (what ``attach`` would do: record it, accept it, update the record, or refuse)."""
         slots = [catalog_key(table.slot) for table in self.tables.values()]
         stored = await txn.read_records(slots, _CATALOG, slots)
-        return [compare_record(name, table, data) for (name, table), data in zip(self.tables.items(), stored)]
+        verdicts = [compare_record(name, table, data) for (name, table), data in zip(self.tables.items(), stored)]
+        if any(verdict.status == 'new' for verdict in verdicts):
+            # A table keeps its slot: one recorded elsewhere under the same name has moved. The scan
+            # is part of the transaction's reads, so a concurrent attach conflicts and is retried.
+            elsewhere = await _recorded_slots(txn)
+            verdicts = [_moved(verdict, elsewhere) for verdict in verdicts]
+        return verdicts
 
     @returns_deferred
     async def attach(self, txn) -> list:
@@ -150,6 +157,30 @@ def compare_record(name: str, table, data: bytes | None) -> CatalogVerdict:
 
 
 _BINARY_SCHEMA = ('root_type', 'bfbs', 'bfbs_sha256')
+
+
+async def _recorded_slots(txn) -> dict:
+    """Table name → slot, of every catalog record (records that are not CBOR maps are skipped)."""
+    start = catalog_key(CATALOG_SLOT)[:2]
+    found = {}
+    async for slot_key, data in txn.scan_records(start, prefix_range_end(start), None, False, False, _CATALOG):
+        try:
+            record = cbor2.loads(data)
+        except Exception:      # not ours to judge here; compare_record reports a slot it is asked about
+            continue
+        if isinstance(record, dict) and isinstance(record.get('name'), str):
+            found.setdefault(record['name'], _SLOT.unpack(slot_key[2:4])[0])
+    return found
+
+
+def _moved(verdict: CatalogVerdict, elsewhere: dict) -> CatalogVerdict:
+    slot = elsewhere.get(verdict.table)
+    if verdict.status != 'new' or slot is None or slot == verdict.slot:
+        return verdict
+    return CatalogVerdict(verdict.table, verdict.slot, 'mismatch', detail=(
+        f'slot {verdict.slot} ({verdict.table}): the catalog records table {verdict.table} in slot {slot}, this '
+        f'service has it in slot {verdict.slot}; a table keeps its slot. Migrate the data, or give the table '
+        f'another name'))
 
 
 def _evolution(where: str, table, have: dict, wanted: dict) -> tuple:

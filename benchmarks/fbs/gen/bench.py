@@ -65,7 +65,8 @@ class UserT(_fb.UserT):
     """The object API of bench.User: build one to write, or get one from ``unpack()``.
 
     flatc's UserT, with its Pack and _UnPack written out for this table (the same bytes, in
-    less time); a [ubyte] field may be given as bytes, and unpacks as bytes."""
+    less time); a [ubyte] field may be given as bytes, and unpacks as bytes; strings in vectors
+    unpack as str, like string fields."""
 
     @classmethod
     def InitFromObj(cls, reader) -> UserT:
@@ -83,7 +84,7 @@ class UserT(_fb.UserT):
         self.email = value.decode('utf-8') if value is not None else None
         self.age = reader.Age()
         if not reader.TagsIsNone():
-            self.tags = [reader.Tags(i) for i in range(reader.TagsLength())]
+            self.tags = [reader.Tags(i).decode('utf-8') for i in range(reader.TagsLength())]
 
     def Pack(self, builder) -> int:
         if self.oid is not None:
@@ -171,7 +172,8 @@ class WideT(_fb.WideT):
     """The object API of bench.Wide: build one to write, or get one from ``unpack()``.
 
     flatc's WideT, with its Pack and _UnPack written out for this table (the same bytes, in
-    less time); a [ubyte] field may be given as bytes, and unpacks as bytes."""
+    less time); a [ubyte] field may be given as bytes, and unpacks as bytes; strings in vectors
+    unpack as str, like string fields."""
 
     @classmethod
     def InitFromObj(cls, reader) -> WideT:

@@ -78,7 +78,8 @@ class CustomerT(_fb.CustomerT):
     """The object API of shop.Customer: build one to write, or get one from ``unpack()``.
 
     flatc's CustomerT, with its Pack and _UnPack written out for this table (the same bytes, in
-    less time); a [ubyte] field may be given as bytes, and unpacks as bytes."""
+    less time); a [ubyte] field may be given as bytes, and unpacks as bytes; strings in vectors
+    unpack as str, like string fields."""
 
     @classmethod
     def InitFromObj(cls, reader) -> CustomerT:
@@ -165,7 +166,8 @@ class OrderT(_fb.OrderT):
     """The object API of shop.Order: build one to write, or get one from ``unpack()``.
 
     flatc's OrderT, with its Pack and _UnPack written out for this table (the same bytes, in
-    less time); a [ubyte] field may be given as bytes, and unpacks as bytes."""
+    less time); a [ubyte] field may be given as bytes, and unpacks as bytes; strings in vectors
+    unpack as str, like string fields."""
 
     @classmethod
     def InitFromObj(cls, reader) -> OrderT:
