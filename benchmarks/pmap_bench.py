@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (Summary, environment, load_average, print_table,  # noqa: E402
                      remove_and_close, run_window, sleep)
-from client_bench import run  # noqa: E402
+from client_bench import etcd_cpu_seconds, run  # noqa: E402
 
 from txaioetcd import Client, CompModified, Database, KeySet, OpSet, Transaction, pmap  # noqa: E402
 
@@ -244,10 +244,15 @@ async def main(reactor, args, etcd_info: dict):
         for number in range(args.runs):
             for name in WORKLOADS:
                 await run_window(calls[name], 1, 0.3, 1)
+                etcd_before = etcd_cpu_seconds(getattr(args, 'etcd_pid', None))
                 result = await run_window(calls[name], 1, args.seconds, 100)
+                etcd_after = etcd_cpu_seconds(getattr(args, 'etcd_pid', None))
+                if etcd_before is not None and etcd_after is not None:
+                    result.server_seconds = etcd_after - etcd_before
                 summaries[name].runs.append(result)
-                print(f'  run {number + 1}/{args.runs} {name:<15} {result.ops_per_s:>8,.1f} ops/s '
-                      f'{result.cpu_ms_per_op:7.3f} CPU ms/op', flush=True)
+                etcd = '' if result.server_ms_per_op is None else f' {result.server_ms_per_op:7.3f} etcd ms/op'
+                print(f'  run {number + 1}/{args.runs} {name:<19} {result.ops_per_s:>8,.1f} ops/s '
+                      f'{result.cpu_ms_per_op:7.3f} CPU ms/op{etcd}', flush=True)
                 await sleep(reactor, 0.2)
             bulk.append(await bench.bulk_insert())
             selected.append(await bench.select_all())
