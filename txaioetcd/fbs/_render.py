@@ -327,7 +327,7 @@ def render_module(fbs_label: str, module_stem: str, schema: BinarySchema, bfbs: 
         out += ['', _accessor_class(plan, schema)]
         for index in plan.indexes:
             out += ['', _key_function(plan, index)]
-    out += ['', '']
+    out.append('')
     for plan in plans:
         root = f"FlatBuffersRoot('{plan.obj.name}', BFBS, {plan.short}, {plan.short}T)"
         out.append(f"{plan.name} = pmap.{plan.map_class}({plan.slot}, name='{plan.name}', root={root})")

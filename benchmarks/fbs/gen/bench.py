@@ -452,7 +452,6 @@ class Wide(_fb.Wide):
         return native
 
 
-
 users_fb = pmap.MapUuidFlatBuffers(11, name='users_fb', root=FlatBuffersRoot('bench.User', BFBS, User, UserT))
 wide_fb = pmap.MapOidFlatBuffers(12, name='wide_fb', root=FlatBuffersRoot('bench.Wide', BFBS, Wide, WideT))
 

@@ -251,7 +251,6 @@ def _orders_by_customer(record: OrderT | Order) -> uuid.UUID | None:
     return uuid.UUID(bytes=value) if value is not None else None
 
 
-
 customers = pmap.MapUuidFlatBuffers(1, name='customers', root=FlatBuffersRoot('shop.Customer', BFBS, Customer, CustomerT))
 customers_by_email = pmap.MapStringUuid(2, name='customers_by_email')
 customers.attach_index('by_email', customers_by_email, _customers_by_email, unique=True, nullable=False)
