@@ -25,11 +25,11 @@ from _loopback import connected, until, within
 # Modules whose public names users call; every class and function in them is walked.
 MODULES = ('txaioetcd', 'txaioetcd.aio', 'txaioetcd.pmap', 'txaioetcd.database', 'txaioetcd.recipes.lock',
            'txaioetcd.recipes.election', 'txaioetcd.recipes.mirror', 'txaioetcd.recipes.table_mirror',
-           'txaioetcd.recipes.paths')
+           'txaioetcd.recipes.paths', 'txaioetcd.commits', 'txaioetcd.commits.web')
 
 # Asynchronous iterators (``async for``) - the one other shape a public method may have.
 ITERATORS = {('PersistentMap', 'select'), ('Index', 'select_records'),
-             ('DbTransaction', 'scan_records')}
+             ('DbTransaction', 'scan_records'), ('CommitStore', 'history'), ('CommitMirror', 'commits')}
 
 # Protocol methods that the language itself awaits.
 PROTOCOL = {'__aenter__', '__aexit__', '__anext__'}

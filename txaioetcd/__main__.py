@@ -1,4 +1,4 @@
-"""Command line: ``python -m txaioetcd demo``, ``server`` and ``schema gen|check|show``."""
+"""Command line: ``python -m txaioetcd demo``, ``server``, ``schema gen|check|show`` and ``commits serve``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def main(argv=None) -> int:
     demo = commands.add_parser('demo', help='run the client against a private etcd and show what it did')
     demo.add_argument('--url', help='use this etcd instead of starting one (or set ETCD_URL)')
     commands.add_parser('server', help='run a development etcd in the foreground', add_help=False)
-    from .cli import schema
+    from .cli import commits, schema
     schema_parser = schema.add_parser(commands)
+    commits_parser = commits.add_parser(commands)
     args, rest = parser.parse_known_args(argv)
     if args.command == 'server':
         from .devserver import serve
@@ -29,6 +30,8 @@ def main(argv=None) -> int:
         parser.error(f'unrecognized arguments: {" ".join(rest)}')
     if args.command == 'schema':
         return schema.run(args, schema_parser)
+    if args.command == 'commits':
+        return commits.run(args, commits_parser)
     return _demo(args)
 
 

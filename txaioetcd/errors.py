@@ -52,6 +52,11 @@ The tree::
     ├── PickleRefused                (also a pickle.UnpicklingError) a pickled value names a class
     │                                the table does not allow; the cause of a ValueDecodeError
     ├── SchemaMismatch               a table's description differs from the catalog's (slot 0)
+    ├── CommitError                  versioned records (txaioetcd.commits); nothing was written
+    │   ├── VersionConflict          the version is not the latest + 1 (``.expected_version``)
+    │   ├── CommitNotFound           no such key, or no such version of it (any more)
+    │   ├── PayloadTooLarge          over the store's max_payload, refused before sending
+    │   └── InvalidCommitKey         (also a ValueError) empty, not UTF-8, or containing '/'
     ├── Unsupported                  the transport cannot do this call
     └── ClientClosed                 the client was closed
 """
@@ -70,6 +75,7 @@ __all__ = (
     'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'IndexValueError', 'CommitOutcomeUnknown', 'TableError',
     'KeyTypeError', 'ValueEncodeError', 'ValueDecodeError', 'SchemaMismatch', 'LeaseTTLTooLarge',
     'LockTimeout', 'LeaseLost', 'NotLeader', 'ReadNotAwaited', 'PickleRefused',
+    'CommitError', 'VersionConflict', 'CommitNotFound', 'PayloadTooLarge', 'InvalidCommitKey',
 )
 
 
@@ -340,6 +346,37 @@ class PickleRefused(Error, pickle.UnpicklingError):
 
 class SchemaMismatch(Error):
     """A table's description (key type, value type, indexes) differs from what the catalog records."""
+
+
+class CommitError(Error):
+    """A versioned record (txaioetcd.commits) could not be written or read as asked; nothing was written."""
+
+
+class VersionConflict(CommitError):
+    """A commit's version is not exactly the latest + 1: someone else committed first, or the caller
+    counted wrong. ``expected_version`` is what the store would have taken."""
+
+    def __init__(self, key: str, expected_version: int, provided_version: int):
+        self.key = key
+        self.expected_version = expected_version
+        self.provided_version = provided_version
+        super().__init__(f'commit of {key!r}: version {provided_version} given, but the next version is '
+                         f'{expected_version}; nothing was written (read the latest and commit on top of it)')
+
+
+class CommitNotFound(CommitError, KeyError):
+    """No commit of that key (or of that version of it: never written, or removed by ``keep``)."""
+
+    def __str__(self):          # KeyError would quote the message
+        return self.args[0]
+
+
+class PayloadTooLarge(CommitError):
+    """A payload over the store's ``max_payload``, refused before anything was sent."""
+
+
+class InvalidCommitKey(CommitError, ValueError):
+    """A commit key must be a non-empty UTF-8 string without '/'."""
 
 
 class Unsupported(Error):
