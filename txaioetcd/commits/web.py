@@ -142,7 +142,9 @@ class CommitsResource(resource.Resource):
         return values[-1].decode('utf-8', 'replace') if values else None
 
     def _wants_html(self, request) -> bool:
-        if b'html' in request.args:
+        # twisted.web drops a bare ``?html`` from request.args (no '='): look at the query itself.
+        query = request.uri.partition(b'?')[2]
+        if any(part.split(b'=')[0] == b'html' for part in query.split(b'&')):
             return True
         accept = (request.getHeader('accept') or '').lower()
         return 'text/html' in accept and 'application/json' not in accept.split('text/html')[0]
