@@ -17,6 +17,7 @@ def test_demo_runs_against_a_private_etcd():
     pid = int(re.search(r'etcd \(pid (\d+)\)', out).group(1))
     assert 'connected to etcd 3.' in out
     _shows_the_main_job(out)
+    assert re.search(r'etcd compacted its history at revision \d+', out)
     assert out.rstrip().endswith('private etcd stopped')
     try:
         os.kill(pid, 0)
@@ -40,6 +41,9 @@ def _shows_the_main_job(out):
     assert 'alice now has 103 = 90 + 1 + 5 + 7, nothing lost' in out
     assert "the mirror saw 'bob' -> 'Bob Builder' and now reads 'Bob Builder'" in out
     assert re.search(r'compare-and-set "unchanged since \d+\?" -> yes, revision \d+', out)
+    assert 'carol also committed "version 2": refused, the next version is 3; nothing was written' in out
+    assert 'history still complete (log keys are never rewritten): v2 bob: more users; v1 alice: first limits' in out
+    assert 'alice reverted to version 1: version 3 "Revert to version 1" now reads \'max_users = 10\'' in out
     assert 'demo finished' in out
 
 
@@ -49,3 +53,4 @@ def test_demo_against_a_given_etcd(etcd):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f'at {etcd.url}' in done.stdout
     _shows_the_main_job(done.stdout)
+    assert 'etcd compacted' not in done.stdout          # never the history of an etcd it was given

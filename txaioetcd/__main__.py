@@ -7,10 +7,15 @@ import sys
 
 
 def _demo(args) -> int:
+    import functools
+    import os
+
     from ._demo import run_demo
     from .devserver import run_with_etcd
 
-    return run_with_etcd(run_demo, args.url, say=lambda text: print(text, flush=True))
+    say = functools.partial(print, flush=True)
+    private = not (args.url or os.environ.get('ETCD_URL'))     # compact only an etcd of our own
+    return run_with_etcd(functools.partial(run_demo, say=say, compact=private), args.url, say=say)
 
 
 def main(argv=None) -> int:
