@@ -98,8 +98,10 @@ class CommitsClient:
         """Commit ``value`` (bytes or str) with ``metadata`` (key, version, author, comment, empty) →
         the commit's metadata; VersionConflict when the version is not the next one."""
         data = value.encode('utf-8') if isinstance(value, str) else (value or b'')
-        headers = {'Content-Type': 'application/octet-stream', 'X-Rainer-Author': metadata['author'],
-                   'X-Rainer-Comment': metadata.get('comment', ''),
+        # Header values as UTF-8 bytes: http.client would send a str as latin-1 (and refuse 'Łukasz').
+        headers = {'Content-Type': 'application/octet-stream',
+                   'X-Rainer-Author': metadata['author'].encode('utf-8'),
+                   'X-Rainer-Comment': metadata.get('comment', '').encode('utf-8'),
                    'X-Rainer-Empty': 'true' if metadata.get('empty', False) else 'false'}
         if metadata.get('mtime'):
             headers['X-Rainer-Modified-Time'] = metadata['mtime']

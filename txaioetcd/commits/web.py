@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from twisted.logger import Logger
 from twisted.web import resource, server
@@ -231,8 +231,10 @@ class CommitsResource(resource.Resource):
         key, version = parts[0], _version_of(parts[1])
         self._authorize(request)
         body = self._body(request)
-        header = request.getHeader
-        if header('x-rainer-key') is not None and header('x-rainer-key') != key:
+        def header(name: str) -> str | None:
+            return _header_text(request, name)
+        given_key = header('x-rainer-key')
+        if given_key is not None and given_key != key and unquote(given_key) != key:
             raise _Refused(400, 'X-Rainer-Key must match URL key, or be omitted')
         if header('x-rainer-version') is not None and header('x-rainer-version') != str(version):
             raise _Refused(400, 'X-Rainer-Version must match URL version, or be omitted')
@@ -296,6 +298,19 @@ class CommitsResource(resource.Resource):
         if f'"{latest}"' not in tags:
             raise _Refused(412, f'If-Match {wanted} does not match the latest version of {key!r} ("{latest}")',
                            {'ETag': f'"{latest}"'})
+
+
+def _header_text(request, name: str) -> str | None:
+    """A request header as text. Clients send UTF-8 (ours) or latin-1 (urllib, requests, hence pyrainer,
+    for a str value): UTF-8 when it decodes, else latin-1, so that neither is a 500."""
+    raw = request.requestHeaders.getRawHeaders(name.encode('ascii'))
+    if not raw:
+        return None
+    value = raw[-1]
+    try:
+        return value.decode('utf-8')
+    except UnicodeDecodeError:
+        return value.decode('latin-1')
 
 
 def _base(request) -> str:
