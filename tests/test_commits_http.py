@@ -918,7 +918,7 @@ async def test_commits_client_non_ascii_author_and_comment(reactor, store):
         assert (await store.meta('k')).author == '\u0141ukasz'
 
         def latin1_post():
-            request = urllib.request.Request(f'{base}/k/2', data=b'w', method='POST',
+            request = urllib.request.Request(f'{base}k/2', data=b'w', method='POST',
                                              headers={'X-Rainer-Author': 'J\u00f6rg', 'X-Rainer-Comment': 'sch\u00f6n'})
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.loads(response.read())
