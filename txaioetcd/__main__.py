@@ -1,4 +1,6 @@
-"""Command line: ``python -m txaioetcd demo``, ``server``, ``schema gen|check|show`` and ``commits serve``."""
+"""Command line: ``python -m txaioetcd``: etcd in etcdctl's habits (get, put, del, watch, status, members,
+compact, lease), ``commits`` (versioned records and their HTTP API), ``schema`` (FlatBuffers service
+schemas), ``demo`` and ``server``."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ def main(argv=None) -> int:
     demo = commands.add_parser('demo', help='run the client against a private etcd and show what it did')
     demo.add_argument('--url', help='use this etcd instead of starting one (or set ETCD_URL)')
     commands.add_parser('server', help='run a development etcd in the foreground', add_help=False)
-    from .cli import commits, schema
+    from .cli import commits, etcd, schema
+    etcd.add_global_options(parser)
+    etcd.add_parsers(commands)
     schema_parser = schema.add_parser(commands)
     commits_parser = commits.add_parser(commands)
     args, rest = parser.parse_known_args(argv)
@@ -37,6 +41,8 @@ def main(argv=None) -> int:
         return schema.run(args, schema_parser)
     if args.command == 'commits':
         return commits.run(args, commits_parser)
+    if args.command in etcd.COMMANDS:
+        return etcd.run(args, parser)
     return _demo(args)
 
 
