@@ -1,5 +1,5 @@
 """Command line: ``python -m txaioetcd``: etcd in etcdctl's habits (get, put, del, watch, status, members,
-compact, lease), ``commits`` (versioned records and their HTTP API), ``schema`` (FlatBuffers service
+compact, lease), ``tables`` (list, dump, export, import), ``commits`` (versioned records and their HTTP API), ``schema`` (FlatBuffers service
 schemas), ``demo`` and ``server``."""
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ def main(argv=None) -> int:
     demo = commands.add_parser('demo', help='run the client against a private etcd and show what it did')
     demo.add_argument('--url', help='use this etcd instead of starting one (or set ETCD_URL)')
     commands.add_parser('server', help='run a development etcd in the foreground', add_help=False)
-    from .cli import commits, etcd, schema
+    from .cli import commits, etcd, schema, tables
     etcd.add_global_options(parser)
     etcd.add_parsers(commands)
+    tables.add_parser(commands)
     schema_parser = schema.add_parser(commands)
     commits_parser = commits.add_parser(commands)
     args, rest = parser.parse_known_args(argv)
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
         return commits.run(args, commits_parser)
     if args.command in etcd.COMMANDS:
         return etcd.run(args, parser)
+    if args.command == 'tables':
+        return tables.run(args, parser)
     return _demo(args)
 
 

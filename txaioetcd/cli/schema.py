@@ -132,12 +132,11 @@ async def _check(client, args) -> int:
     return int(failed)
 
 
-async def _show(client, args) -> int:
+async def catalog_records(client, prefix: bytes) -> list:
+    """Every catalog record under ``prefix`` (decoded; one that is not CBOR becomes an error entry)."""
     from ..keyset import KeySet
     from ..pmap._schema import CATALOG_SLOT, catalog_key
-    prefix = args.prefix.encode('utf-8')
-    start = prefix + catalog_key(CATALOG_SLOT)[:2]
-    result = await client.get(KeySet(start, prefix=True))
+    result = await client.get(KeySet(prefix + catalog_key(CATALOG_SLOT)[:2], prefix=True))
     records = []
     for kv in result.kvs:
         try:
@@ -145,16 +144,19 @@ async def _show(client, args) -> int:
         except Exception as error:   # someone else's bytes under our prefix: say so, go on
             records.append({'key': kv.key.hex(), 'error': f'not a CBOR catalog record: {error}'})
             continue
-        if 'bfbs' in record:
-            record['bfbs'] = f'<{len(record["bfbs"])} bytes>'
         record['mod_revision'] = kv.mod_revision
         records.append(record)
-    if args.write_out == 'json':
-        print(json.dumps(records, indent=2, sort_keys=True, default=str))
-        return 0
-    if not records:
-        print(f'the catalog under prefix {args.prefix!r} is empty')
-    for record in records:
+    return records
+
+
+def print_catalog(records: list, write_out: str, prefix_text: str) -> None:
+    shown = [dict(r, bfbs=f'<{len(r["bfbs"])} bytes>') if 'bfbs' in r else r for r in records]
+    if write_out == 'json':
+        print(json.dumps(shown, indent=2, sort_keys=True, default=str))
+        return
+    if not shown:
+        print(f'the catalog under prefix {prefix_text!r} is empty')
+    for record in shown:
         if 'error' in record:
             print(f'key {record["key"]}: {record["error"]}')
             continue
@@ -167,4 +169,8 @@ async def _show(client, args) -> int:
         if indexes:
             line += f'; indexes: {indexes}'
         print(line)
+
+
+async def _show(client, args) -> int:
+    print_catalog(await catalog_records(client, args.prefix.encode('utf-8')), args.write_out, args.prefix)
     return 0
