@@ -139,17 +139,17 @@ async def test_versions_must_be_exactly_latest_plus_one(client, prefix):
 
 
 @pytest_twisted.ensureDeferred
-async def test_version_0_is_a_version_conflict(client, prefix):
-    """Version 0 is one of the wrong versions: "exactly the latest + 1, else VersionConflict"."""
+async def test_version_0_is_refused_before_sending(client, prefix):
+    """Versions start at 1: 0 (or a negative one, or not an int) is a mistake in the call, not a race,
+    so it is a ValueError raised before anything is sent (the HTTP API answers it with a 400)."""
     store = CommitStore(client, NS, prefix=prefix)
-    with pytest.raises(VersionConflict) as caught:
-        await store.commit('new', b'x', 0, 'ann')
-    assert (caught.value.key, caught.value.expected_version, caught.value.provided_version) == ('new', 1, 0)
+    for wrong in (0, -1, 1.0, '1', None):
+        with pytest.raises(ValueError, match=r"commit of 'new': version is an int >= 1"):
+            await store.commit('new', b'x', wrong, 'ann')
     await store.commit('k', b'v1', 1, 'ann')
     written = await _raw(client, prefix)
-    with pytest.raises(VersionConflict) as caught:
+    with pytest.raises(ValueError):
         await store.commit('k', b'x', 0, 'ann')
-    assert (caught.value.key, caught.value.expected_version, caught.value.provided_version) == ('k', 2, 0)
     assert await _raw(client, prefix) == written
 
 
@@ -161,6 +161,9 @@ async def test_mtime_given_is_kept_and_the_clock_sets_the_default(client, prefix
     other = '2020-01-02T03:04:05+02:00'                       # any ISO 8601 time is kept as given
     assert (await store.commit('k', b'2', 2, 'ann', mtime=other)).mtime == other
     assert (await store.meta('k')).mtime == other
+    for vague in ('2026-12-03', '2026-12-03T06:30:25'):       # no time, or no time zone: refused
+        with pytest.raises(ValueError, match='with a time zone'):
+            await store.commit('k', b'3', 3, 'ann', mtime=vague)
 
     pinned = CommitStore(client, NS, prefix=prefix, clock=lambda: 1796279425.220)
     meta = await pinned.commit('pinned', b'', 1, 'ann')
@@ -574,6 +577,9 @@ async def test_mirror_follows_commits(client, reactor, prefix):
         assert mirror['a'] == Commit(back, b'a3') and heard[-1].meta == back
         assert dict(mirror.items()) == await store.heads()
         assert mirror.resyncs == 0 and 'nothing' not in mirror and 5 not in mirror
+        assert mirror[b'a'] == mirror['a'] and b'a' in mirror      # UTF-8 bytes keys, as in the store
+        with pytest.raises(InvalidCommitKey):
+            mirror.get(5)
     finally:
         mirror.close()
     assert await within(reactor, mirror.done, 10, 'the mirror to end') is None

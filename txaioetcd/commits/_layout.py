@@ -73,14 +73,16 @@ def now_iso(clock=None) -> str:
 
 
 def check_mtime(mtime: str) -> str:
-    """``mtime`` if it is an ISO 8601 date and time, else ValueError."""
+    """``mtime`` if it is an ISO 8601 date and time with a time zone, else ValueError."""
     if not isinstance(mtime, str):
         raise ValueError(f'mtime is an ISO 8601 string, not {mtime!r}')
     try:
-        datetime.datetime.fromisoformat(mtime)
+        moment = datetime.datetime.fromisoformat(mtime)
     except ValueError:
-        raise ValueError(f'mtime {mtime!r} is not an ISO 8601 date and time (e.g. 2026-12-03T06:30:00.000Z)') \
-            from None
+        moment = None
+    if moment is None or 'T' not in mtime.upper() or moment.tzinfo is None:
+        raise ValueError(f'mtime {mtime!r} is not an ISO 8601 date and time with a time zone '
+                         f'(e.g. 2026-12-03T06:30:00.000Z)')
     return mtime
 
 

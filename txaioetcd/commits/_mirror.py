@@ -10,7 +10,8 @@ from __future__ import annotations
 from .._defer import Deferred
 from ..keyset import KeySet
 from ..recipes.mirror import Mirror, _notify
-from ._layout import Commit
+from ..errors import InvalidCommitKey
+from ._layout import Commit, check_key
 
 __all__ = ('CommitMirror',)
 
@@ -63,17 +64,20 @@ class CommitMirror:
         return None if commit.meta.empty else commit
 
     def __getitem__(self, key: str) -> Commit:
-        commit = self._commit(self._layout.head(key))
+        commit = self._commit(self._layout.head(check_key(key)))
         if commit is None:
             raise KeyError(key)
         return commit
 
     def get(self, key: str, default=None):
-        commit = self._commit(self._layout.head(key))
+        commit = self._commit(self._layout.head(check_key(key)))
         return default if commit is None else commit
 
     def __contains__(self, key) -> bool:
-        return isinstance(key, str) and self._commit(self._layout.head(key)) is not None
+        try:
+            return self._commit(self._layout.head(check_key(key))) is not None
+        except InvalidCommitKey:
+            return False
 
     def keys(self) -> list:
         """The keys whose latest commit is not a tombstone, in key order."""

@@ -50,8 +50,9 @@ class CommitStore:
     @returns_deferred
     async def commit(self, key: str, payload: bytes, version: int, author: str, comment: str = '',
                      empty: bool = False, mtime: str | None = None) -> CommitMeta:
-        """Commit ``payload`` as ``version`` of ``key`` → its metadata. ``version`` is exactly the
-        latest + 1 (1 for a new key), else VersionConflict and nothing is written. ``empty=True`` is a
+        """Commit ``payload`` as ``version`` of ``key`` → its metadata. ``version`` (an int >= 1, else
+        ValueError) is exactly the latest + 1 (1 for a new key), else VersionConflict and nothing is
+        written. ``empty=True`` is a
         tombstone (the payload must be empty). A lost answer is OutcomeUnknown: read ``meta(key, version)``
         to see whether it landed."""
         key = check_key(key)
