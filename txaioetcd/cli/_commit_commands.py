@@ -11,7 +11,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import traceback
 
 from ..errors import CommitNotFound, Error, VersionConflict
 from ._commit_text import CommitTextError, parse, render
@@ -58,42 +57,19 @@ def _backend(reactor, args, parser):
 
 
 def run_command(args, parser) -> int:
-    from twisted.internet import defer, task
+    from ._run import react_command
 
-    async def main(reactor):
+    async def body(reactor):
         backend = _backend(reactor, args, parser)
-        code = 0
         try:
-            code = await _COMMANDS[args.verb](backend, args) or 0
+            return await _COMMANDS[args.verb](backend, args)
         except _Stop as stop:
             if stop.message:
                 print(stop.message, flush=True)
-            code = stop.code
-        except BrokenPipeError:
-            code = 0
-        except (Error, CommitTextError, ValueError, OSError) as error:
-            if _option(args, 'debug'):
-                traceback.print_exc()
-            print(f'error: {error}', flush=True)
-            code = 1
+            return stop.code
         finally:
             await backend.close()
-        raise SystemExit(code)
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
-    except SystemExit as done:
-        _quiet_broken_pipe()
-        return done.code or 0
-    return 0
-
-
-def _quiet_broken_pipe():
-    """``| head`` closed our stdout: flushing at exit would complain; send the rest nowhere."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return react_command(body, bool(_option(args, 'debug')))
 
 
 # -- output helpers

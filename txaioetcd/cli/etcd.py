@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import sys
-import traceback
 
 __all__ = ('add_parsers', 'run', 'COMMANDS', 'add_global_options')
 
@@ -111,31 +110,15 @@ def _client(reactor, args, urls=None):
 
 
 def run(args, parser) -> int:
-    from twisted.internet import defer, task
+    from ._run import react_command
 
-    async def main(reactor):
-        from ..errors import Error
+    async def body(reactor):
         client = _client(reactor, args)
-        code = 0
         try:
-            code = await _HANDLERS[args.command](client, args) or 0
-        except (Error, ValueError, OSError) as error:
-            if isinstance(error, BrokenPipeError):
-                code = 0
-            else:
-                if _setting(args, 'debug'):
-                    traceback.print_exc()
-                print(f'error: {error}', flush=True)
-                code = 1
+            return await _HANDLERS[args.command](client, args)
         finally:
             await client.close()
-        raise SystemExit(code)
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
-    except SystemExit as done:
-        return done.code or 0
-    return 0
+    return react_command(body, bool(_setting(args, 'debug')))
 
 
 # -- output

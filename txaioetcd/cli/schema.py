@@ -67,28 +67,17 @@ def _gen(args) -> int:
 
 
 def _react(url: str, args) -> int:
-    from twisted.internet import defer, task
-
     from ..fbs._codegen import CodegenError
+    from ._run import react_command
 
-    async def main(reactor):
+    async def body(reactor):
         from ..client import Client
-        from ..errors import Error
         client = Client(reactor, url=url, timeout=args.timeout)
         try:
-            code = await (_check(client, args) if args.verb == 'check' else _show(client, args))
-        except (Error, CodegenError) as error:
-            print(f'error: {error}')
-            code = 1
+            return await (_check(client, args) if args.verb == 'check' else _show(client, args))
         finally:
             await client.close()
-        raise SystemExit(code)      # react ends the process with it
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
-    except SystemExit as done:
-        return done.code or 0
-    return 0
+    return react_command(body, errors=(CodegenError,))
 
 
 _VERDICTS = {'new': 'not in the catalog yet (attach records it)', 'same': 'matches the catalog',

@@ -48,27 +48,15 @@ def add_parser(commands):
 
 
 def run(args, parser) -> int:
-    from twisted.internet import defer, task
+    from ._run import react_command
 
-    async def main(reactor):
-        from ..errors import Error
+    async def body(reactor):
         client = etcd_cli._client(reactor, args)
         try:
-            code = await _VERBS[args.verb](client, args) or 0
-        except BrokenPipeError:
-            code = 0
-        except (Error, ValueError, OSError, LookupError) as error:
-            print(f'error: {error}', flush=True)
-            code = 1
+            return await _VERBS[args.verb](client, args)
         finally:
             await client.close()
-        raise SystemExit(code)
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
-    except SystemExit as done:
-        return done.code or 0
-    return 0
+    return react_command(body, bool(etcd_cli._setting(args, 'debug')))
 
 
 async def _list(client, args):
