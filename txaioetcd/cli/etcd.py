@@ -144,10 +144,10 @@ def _header(header) -> dict:
             'raft_term': header.raft_term}
 
 
-def _kv(kv) -> dict:
+def _kv(kv, keys_only: bool = False) -> dict:
     out = {'key': _b64(kv.key), 'create_revision': kv.create_revision, 'mod_revision': kv.mod_revision,
            'version': kv.version}
-    if kv.value is not None:
+    if kv.value is not None and not keys_only:       # etcdctl leaves the value out of --keys-only
         out['value'] = _b64(kv.value)
     if kv.lease:
         out['lease'] = kv.lease
@@ -201,7 +201,7 @@ async def _status(client, args):
 async def _get(client, args):
     result = await client.get(_keyset(args), revision=args.rev, keys_only=args.keys_only, limit=args.limit)
     if _fmt(args) == 'json':
-        print(json.dumps({'header': _header(result.header), 'kvs': [_kv(kv) for kv in result.kvs],
+        print(json.dumps({'header': _header(result.header), 'kvs': [_kv(kv, args.keys_only) for kv in result.kvs],
                           'count': result.count, 'more': result.more}))
         return
     for kv in result.kvs:
