@@ -123,3 +123,25 @@ async def test_admin_listings(reactor, auth_server):
         assert 'carol' not in await root.users()
     finally:
         await root.close()
+
+
+def test_command_line_user_and_password(auth_server):
+    """``--user NAME:PASSWORD``, ``--user NAME --password P`` and ETCDCTL_USER, as etcdctl takes them;
+    a wrong password and a key outside the role's range are one-line errors, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args, env=None):
+        done = subprocess.run([sys.executable, '-m', 'txaioetcd', *args, '--endpoints', auth_server.url],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, **(env or {})))
+        return done.returncode, done.stdout
+
+    assert cli('put', 'app/cli', 'v', '--user', 'alice:alicepw') == (0, 'OK\n')
+    assert cli('get', 'app/cli', '--user', 'bob', '--password', 'bobpw') == (0, 'app/cli\nv\n')
+    assert cli('get', 'app/cli', env={'ETCDCTL_USER': 'bob:bobpw'}) == (0, 'app/cli\nv\n')
+    code, out = cli('get', 'app/cli', '--user', 'bob:wrong')
+    assert code == 1 and out.startswith('error: ') and out.count('\n') == 1, out
+    code, out = cli('put', 'app/cli', 'w', '--user', 'bob:bobpw')          # bob may only read
+    assert code == 1 and out.startswith('error: ') and 'permission' in out.lower(), out

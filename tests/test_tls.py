@@ -189,3 +189,23 @@ def test_missing_pyopenssl_says_what_to_install(reactor, monkeypatch):
     monkeypatch.setitem(sys.modules, 'OpenSSL', None)
     with pytest.raises(ImportError, match=r"pip install 'txaioetcd\[tls\]'"):
         Client(reactor, url='https://127.0.0.1:2379')
+
+
+def test_command_line_over_mutual_tls(mtls_etcd, pki, prefix):
+    """``txaioetcd put/get`` with --cacert, --cert and --key, as etcdctl takes them; without the client
+    certificate the server refuses, in one line."""
+    import subprocess
+    main = pki['main']
+    key = (prefix + b'cli').decode()
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, '-m', 'txaioetcd', *args, '--endpoints', mtls_etcd.url,
+                               '--cacert', main['ca'], '--command-timeout', '5'],
+                              capture_output=True, text=True, timeout=60)
+        return done.returncode, done.stdout
+
+    tls = ('--cert', main['client'], '--key', main['client_key'])
+    assert cli('put', key, 'over mTLS', *tls) == (0, 'OK\n')
+    assert cli('get', key, *tls) == (0, f'{key}\nover mTLS\n')
+    code, out = cli('get', key)
+    assert code == 1 and out.startswith('error: ') and out.count('\n') == 1, out

@@ -28,7 +28,7 @@ def _options(parser, suppress: bool, prefix: str = ''):
     add('--password', dest=prefix + 'password', **default)
     add('--cacert', dest=prefix + 'cacert', help='CA certificate (PEM) of the servers', **default)
     add('--cert', dest=prefix + 'cert', help='client certificate (PEM)', **default)
-    add('--key', dest=prefix + 'key', help='client key (PEM)', **default)
+    add('--key', dest=prefix + 'key_file', help='client key (PEM)', **default)   # not 'key': commands have a KEY
     add('-w', '--write-out', dest=prefix + 'write_out', choices=('simple', 'json', 'table'), **default)
     add('--hex', dest=prefix + 'hex', action='store_true', **({'default': argparse.SUPPRESS} if suppress else {}))
     add('--command-timeout', dest=prefix + 'command_timeout', type=float, help='seconds per request (default 5)',
@@ -103,7 +103,7 @@ def _client(reactor, args, urls=None):
     tls = None
     if _setting(args, 'cacert') or _setting(args, 'cert'):
         tls = TLSConfig(ca_file=_setting(args, 'cacert'), cert_file=_setting(args, 'cert'),
-                        key_file=_setting(args, 'key'))
+                        key_file=_setting(args, 'key_file'))
     timeout = float(_setting(args, 'command_timeout', default=5.0))
     return Client(reactor, endpoints=urls, timeout=timeout, connect_timeout=min(timeout, 5.0), username=user,
                   password=password, tls=tls)
