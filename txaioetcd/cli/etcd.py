@@ -175,10 +175,9 @@ def _keyset(args):
 
 async def _status(client, args):
     """Every endpoint asked on its own (a Client per endpoint), as etcdctl endpoint status does."""
-    from twisted.internet import reactor
     rows, records = [], []
     for url in _urls(args):
-        one = _client(reactor, args, [url])
+        one = _client(client.reactor, args, [url])
         try:
             status = await one.status()
         finally:
@@ -233,7 +232,8 @@ async def _del(client, args):
 
 
 async def _watch(client, args):
-    from twisted.internet import defer, reactor
+    from twisted.internet import defer
+    reactor = client.reactor
     stopped = defer.Deferred()
 
     def printed(event):
