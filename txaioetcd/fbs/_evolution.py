@@ -154,8 +154,4 @@ def _spelled(schema: BinarySchema, t: SchemaType) -> str:
 
 
 def _default(f: SchemaField) -> str:
-    if f.optional:
-        return 'null (optional)'
-    if f.type.base in ('Float', 'Double'):
-        return repr(f.default_real)
-    return str(f.default_integer)
+    return 'null (optional)' if f.default is None else repr(f.default)

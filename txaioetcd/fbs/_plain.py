@@ -45,13 +45,7 @@ def _table(schema: BinarySchema, obj: SchemaObject, tab: Table, depth: int) -> d
             continue
         t, o = field.type, tab.Offset(4 + 2 * field.id)
         if t.base in _FLAGS:
-            if o:
-                value = tab.Get(_FLAGS[t.base], o + tab.Pos)
-            elif field.optional:
-                value = None
-            else:
-                value = field.default_real if t.base in ('Float', 'Double') else field.default_integer
-                value = bool(value) if t.base == 'Bool' else value
+            value = tab.Get(_FLAGS[t.base], o + tab.Pos) if o else field.default
             if t.base == 'UType':
                 union_types[field.name] = value
             out[field.name] = _enum_label(schema, t, value)

@@ -49,6 +49,18 @@ class SchemaField:
     attributes: dict = field(default_factory=dict)
     documentation: tuple = ()
 
+    @property
+    def default(self):
+        """What a reader gets for this scalar field when a record lacks it: None (optional scalars), a
+        float, a bool or an int."""
+        if self.optional:
+            return None
+        if self.type.base in ('Float', 'Double'):
+            return self.default_real
+        if self.type.base == 'Bool':
+            return bool(self.default_integer)
+        return self.default_integer
+
 
 @dataclass(frozen=True)
 class SchemaObject:

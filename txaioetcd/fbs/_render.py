@@ -116,16 +116,6 @@ def _field_kind(field: SchemaField, schema: BinarySchema) -> str | None:
     return None
 
 
-def _scalar_default(field: SchemaField) -> str:
-    if field.optional:
-        return 'None'
-    if field.type.base in ('Float', 'Double'):
-        return repr(field.default_real)
-    if field.type.base == 'Bool':
-        return repr(bool(field.default_integer))
-    return str(field.default_integer)
-
-
 def _native_class(plan: TablePlan, schema: BinarySchema) -> str | None:
     """``<Table>T``: flatc's object-API class with a Pack that writes [ubyte] fields in one copy and an
     _UnPack that reads them as bytes and uses the fast getters; the same bytes as flatc's Pack."""
@@ -145,7 +135,7 @@ def _native_class(plan: TablePlan, schema: BinarySchema) -> str | None:
                 add += [f'        if {value} is not None:',
                         f'            builder.Prepend{suffix}Slot({slot}, {value}, None)']
             else:
-                add.append(f'        builder.Prepend{suffix}Slot({slot}, {value}, {_scalar_default(f)})')
+                add.append(f'        builder.Prepend{suffix}Slot({slot}, {value}, {repr(f.default)})')
             unpack.append(f'        self.{attr} = reader.{method}()')
             continue
         if kind == 'struct':
@@ -250,16 +240,8 @@ def _fast_getter(field: SchemaField) -> list:
             f'            o = _U16(self._buf, self._vt + {slot})[0]',
             '            if o:']
     if base in _FORMATS:
-        if field.optional:
-            default = 'None'
-        elif base in ('Float', 'Double'):
-            default = repr(field.default_real)
-        elif base == 'Bool':
-            default = repr(bool(field.default_integer))
-        else:
-            default = str(field.default_integer)
         return head + [f'                return {_unpacker(_FORMATS[base])}(self._buf, self._pos + o)[0]',
-                       f'        return {default}']
+                       f'        return {field.default!r}']
     if base == 'String':
         return head + ['                p = self._pos + o',
                        '                p += _U32(self._buf, p)[0]',
