@@ -33,7 +33,8 @@ The tree::
     │   └── ProtocolError            the server's answer could not be understood
     ├── Failed                       a transaction's compares failed (``.responses`` of the failure branch)
     ├── LeaseLost                    a lease expired or was revoked while it was kept alive
-    ├── NotLeader                    proclaim() by an election candidate that does not lead
+    ├── LockLost                     a fenced write of a lock holder that no longer holds it; nothing written
+    │   └── NotLeader                the same for an election candidate that does not lead (proclaim, fence)
     ├── TransactionError             Database transactions (txaioetcd.Database)
     │   ├── TransactionConflict      something the transaction read or writes moved (``.keys``); retry
     │   ├── TransactionTooLarge      over etcd's --max-txn-ops or --max-request-bytes; nothing was sent
@@ -74,7 +75,7 @@ __all__ = (
     'TransactionError', 'TransactionConflict', 'TransactionTooLarge', 'ReadOnlyTransaction',
     'TransactionClosed', 'UniqueViolation', 'NullIndexValue', 'IndexValueError', 'CommitOutcomeUnknown', 'TableError',
     'KeyTypeError', 'ValueEncodeError', 'ValueDecodeError', 'SchemaMismatch', 'LeaseTTLTooLarge',
-    'LockTimeout', 'LeaseLost', 'NotLeader', 'ReadNotAwaited', 'PickleRefused',
+    'LockTimeout', 'LeaseLost', 'LockLost', 'NotLeader', 'ReadNotAwaited', 'PickleRefused',
     'CommitError', 'VersionConflict', 'CommitNotFound', 'PayloadTooLarge', 'InvalidCommitKey',
 )
 
@@ -246,9 +247,17 @@ class LeaseLost(Error):
     """A lease expired or was revoked while it was meant to be kept alive."""
 
 
-class NotLeader(Error):
-    """``proclaim()`` by a candidate that does not lead - or no longer does (it resigned, or its lease
-    was lost and another candidate may lead by now)."""
+class LockLost(Error):
+    """A write fenced by a lock (``lock.fence``, ``db.begin(write=True, guard=lock)``) was refused because
+    this holder does not hold the lock any more: its key is gone (the lease expired - a pause longer than
+    the TTL, say - or was revoked), so another holder may have it. Nothing was written. Do not retry
+    as is: acquire the lock again, then read again what the write relied on."""
+
+
+class NotLeader(LockLost):
+    """``proclaim()`` (or ``election.fence``, or a transaction guarded by the election) by a candidate that
+    does not lead - or no longer does (it resigned, or its lease was lost and another candidate may lead
+    by now)."""
 
 
 class TransactionError(Error):

@@ -46,14 +46,20 @@ class Database:
         """The store's current revision (an int)."""
         return self.client.status().addCallback(lambda status: status.header.revision)
 
-    def begin(self, write: bool = False, *, timeout: float | None = None) -> DbTransaction:
+    def begin(self, write: bool = False, *, timeout: float | None = None, guard=None) -> DbTransaction:
         """A new transaction; ``write=True`` allows writes (refused on a read-only Database).
 
         ``timeout`` (seconds) bounds the whole transaction: every read and the commit get what is
-        left of it (each at most the client's own timeout). Without it, each request has its own."""
+        left of it (each at most the client's own timeout). Without it, each request has its own.
+
+        ``guard`` (a held Lock, or an Election while leading) fences the commit: etcd applies it only
+        if the guard's key still exists as it was created, i.e. while the lock is still held. A commit
+        of a holder that lost it (its lease expired during a pause) raises ``LockLost`` (``NotLeader``
+        for an election), and nothing is written."""
         if write and self.readonly:
             raise ReadOnlyTransaction('this Database is read-only; writes are refused')
-        return DbTransaction(self, write, Deadline(self._reactor, timeout) if timeout is not None else None)
+        return DbTransaction(self, write, Deadline(self._reactor, timeout) if timeout is not None else None,
+                             guard)
 
     def attach(self, schema) -> Deferred:
         """Record ``schema``'s tables in the catalog (slot 0), or check them against it → the names of
@@ -61,7 +67,7 @@ class Database:
         return self.run(schema.attach)
 
     def run(self, fn, *args, retries: int = 10, write: bool = True, backoff: float = 0.01,
-            max_backoff: float = 1.0, timeout: float | None = None, **kwargs) -> Deferred:
+            max_backoff: float = 1.0, timeout: float | None = None, guard=None, **kwargs) -> Deferred:
         """Run ``fn(txn, *args, **kwargs)`` in a transaction and commit it → what ``fn`` returned.
 
         On TransactionConflict the whole function runs again in a new transaction, up to ``retries``
@@ -69,18 +75,20 @@ class Database:
         ``max_backoff``). ``fn`` may be a plain function or a coroutine function (run the way the caller
         runs: called from an asyncio Task, as an asyncio Task, so that it may await anything asyncio
         offers). ``timeout`` bounds all attempts together (their requests and pauses): past it,
-        ``Timeout``.
+        ``Timeout``. ``guard`` fences every attempt's commit as in ``begin``; ``LockLost`` is not a
+        conflict and is not retried.
         """
         deadline = Deadline(self._reactor, timeout) if timeout is not None else None
         policy = Backoff(backoff, max(backoff, max_backoff), jitter=0.0)
-        return Deferred.fromCoroutine(self._run(fn, args, kwargs, retries, write, policy, deadline, CallerStyle()))
+        return Deferred.fromCoroutine(self._run(fn, args, kwargs, retries, write, policy, deadline, guard,
+                                                   CallerStyle()))
 
-    async def _run(self, fn, args, kwargs, retries, write, policy, deadline, caller):
+    async def _run(self, fn, args, kwargs, retries, write, policy, deadline, guard, caller):
         attempt = 0
         while True:
             if write and self.readonly:
                 raise ReadOnlyTransaction('this Database is read-only; writes are refused')
-            txn = DbTransaction(self, write, deadline)
+            txn = DbTransaction(self, write, deadline, guard)
             try:
                 async with txn:
                     result = fn(txn, *args, **kwargs)

@@ -6,8 +6,10 @@
    read changed after the snapshot; every key written was not changed after the snapshot.
 3. Success branch: all puts and deletes (index entries included). Failure branch: a keys-only read per
    compare, so a conflict can name the keys that moved.
-4. Limits are checked before anything is sent.
-5. If the answer is lost, the outcome is settled, never guessed: a fence (a touch of a key the commit
+4. A guarded transaction (``db.begin(write=True, guard=lock)``) also compares the lock's fence: the
+   holder's key with its create revision. If only that fails, the lock was lost: ``LockLost``.
+5. Limits are checked before anything is sent.
+6. If the answer is lost, the outcome is settled, never guessed: a fence (a touch of a key the commit
    compared, guarded by the same compare) makes a late arrival of the commit impossible - if the fence
    succeeds, the commit did not and never will apply; otherwise the outcome is reported as unknown.
 """
@@ -41,7 +43,8 @@ async def commit(txn) -> int | None:
     try:
         ops = await _operations(txn)
         checks = _checks(txn, ops)
-        request = _request(txn, ops, checks)
+        fence = txn.guard.fence if txn.guard is not None else None   # LockLost now if known lost
+        request = _request(txn, ops, checks, fence)
         _check_limits(txn._db, request, ops)
         left = None if txn._deadline is None else txn._deadline.remaining()
         if left is not None and left < COMMIT_FLOOR:
@@ -52,6 +55,8 @@ async def commit(txn) -> int | None:
             result = await txn._client.submit(request, timeout=txn.timeout())
         except Failed as failed:
             sent = False                    # refused as a whole: nothing written
+            if fence is not None and _fence_failed(fence, failed.responses[-1]):
+                raise _lock_lost(txn, fence) from None
             raise _conflict(txn, checks, failed) from None
         except OutcomeUnknown as unknown:
             await _settle(txn, ops, unknown)
@@ -140,7 +145,7 @@ def _checks(txn, ops: dict) -> list:
     return checks
 
 
-def _request(txn, ops: dict, checks: list) -> Transaction:
+def _request(txn, ops: dict, checks: list, fence=None) -> Transaction:
     for raw, data in ops.items():
         if data is not None and txn._in_truncated(raw):
             raise ValueError(f'{_name(txn, raw)} is written in a transaction that also truncates its '
@@ -157,9 +162,27 @@ def _request(txn, ops: dict, checks: list) -> Transaction:
             keyset = KeySet(*target)
             compare.append(CompModified(keyset, '<', number + 1))
             failure.append(OpGet(keyset, keys_only=True, min_mod_revision=number + 1))
+    if fence is not None:
+        # Last, so that the failure responses of the other compares keep their places.
+        compare.append(fence)
+        failure.append(OpGet(fence.keyset, keys_only=True))
     success = [OpSet(raw, data) if data is not None else OpDel(raw) for raw, data in ops.items()]
     success += [OpDel(KeySet(start, end)) for start, end in txn._truncated]
     return Transaction(compare, success, failure)
+
+
+def _fence_failed(fence, response) -> bool:
+    """Whether the guard's key is gone or is another key now (not the one its holder created)."""
+    return not response.kvs or response.kvs[0].create_revision != fence.operand
+
+
+def _lock_lost(txn, fence):
+    guard = txn.guard
+    return guard.lost_error(
+        f'{guard.describe()} is not held any more: its key {fence.keyset.key!r} (created at revision '
+        f'{fence.operand}) is gone - the lease expired or was revoked, and another holder may have it. '
+        f'The commit was refused and nothing was written; acquire the lock again and redo the work',
+        'guarded commit')
 
 
 def _check_limits(db, request: Transaction, ops: dict) -> None:

@@ -51,8 +51,12 @@ class DbTransaction:
     Tables read and write through it (``tab[txn, key]``): its ``*_record(s)`` methods and
     ``track_read`` are the ``ITableTxn`` interface tables use, not calls for applications."""
 
-    def __init__(self, db, write: bool, deadline: Deadline | None = None):
+    def __init__(self, db, write: bool, deadline: Deadline | None = None, guard=None):
+        if guard is not None and (not write or not hasattr(type(guard), 'fence')):
+            raise (TypeError(f'guard must be a Lock or an Election, not {guard!r}') if write else
+                   ValueError('guard= fences the commit\'s writes: use it with write=True'))
         self._db = db
+        self.guard = guard          # a Lock or Election whose fence the commit carries (None: unfenced)
         self._deadline = deadline   # bounds every request the transaction makes (None: each its own)
         self._client = db.client
         self._prefix = db.prefix

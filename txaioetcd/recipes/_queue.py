@@ -78,6 +78,12 @@ class Place:
         self._waiting = None     # the wait for a predecessor's deletion, while one runs
         self._deadline = None    # of the entry under way
 
+    def fence(self) -> CompCreated:
+        """A comparison that holds only while our key still exists with the revision it was created at:
+        once the lease is gone (expired, revoked) the key is gone, and a key of the same name made
+        later has a later create revision."""
+        return CompCreated(self.key, '==', self.revision)
+
     def _timeout(self) -> float | None:
         return None if self._deadline is None else self._deadline.bound(self._client.timeout)
 

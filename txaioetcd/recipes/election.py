@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from .._defer import Deferred, returns_deferred
 from ..errors import Failed, NotLeader
 from ..keyset import KeySet, as_key
-from ..ops import CompCreated, OpSet, Transaction
+from ..ops import OpSet, Transaction
 from ._queue import Place, cancel_and_wait, check_name, check_ttl
 
 __all__ = ('Election', 'NotLeader', 'LeaderObserver')
@@ -34,6 +34,8 @@ class Election:
     The candidate's lease of ``ttl`` seconds is kept alive in the background; if it is lost, so is the
     leadership (``leading`` turns False). One Election object is one candidate.
     """
+
+    lost_error = NotLeader       # what a transaction guarded by this election raises once it leads no more
 
     def __init__(self, client, name: bytes, ttl: int = 10):
         self._client = client
@@ -62,6 +64,23 @@ class Election:
     def lease(self):
         """This candidate's Lease, while it campaigns or leads."""
         return self._place.lease if self._place is not None else None
+
+    @property
+    def revision(self) -> int | None:
+        """While leading, the fencing token: the create revision of this candidate's key (each leader's
+        is larger than every earlier leader's). None when not leading."""
+        return self._place.revision if self._leading and self._place is not None else None
+
+    @property
+    def fence(self):
+        """A comparison that holds only while this candidate still leads (its key exists as created);
+        see ``Lock.fence``. Raises ``NotLeader`` at once when this candidate knows it does not lead."""
+        if not self._leading or self._place is None:
+            raise NotLeader('this candidate does not lead', f'fence of {self._describe()}')
+        return self._place.fence()
+
+    def describe(self) -> str:
+        return self._describe()
 
     def _describe(self) -> str:
         return f'election {self.name!r}'
@@ -97,7 +116,7 @@ class Election:
         if not self._leading or place is None:
             raise NotLeader('this candidate does not lead', f'proclaim in {self._describe()}')
         # Our key with our create revision still there means nobody else leads: put only then.
-        proclaim = Transaction(compare=[CompCreated(place.key, '==', place.revision)],
+        proclaim = Transaction(compare=[place.fence()],
                                success=[OpSet(place.key, value, lease=place.lease)])
         try:
             await self._client.submit(proclaim)

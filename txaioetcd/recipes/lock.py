@@ -13,11 +13,11 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 
 from .._defer import Deferred, returns_deferred, succeed
-from ..errors import LeaseLost, LockTimeout
+from ..errors import LeaseLost, LockLost, LockTimeout
 from ..retry import Deadline
 from ._queue import Place, cancel_and_wait, check_name, check_ttl
 
-__all__ = ('Lock', 'LockTimeout')
+__all__ = ('Lock', 'LockTimeout', 'LockLost')
 
 _log = Logger()
 
@@ -33,10 +33,17 @@ class Lock:
     stalled, or etcd was out of reach for longer than the TTL) the lock is lost with it: ``held`` turns
     False and ``lock.lease.expired`` fires, while another contender may already hold the lock.
 
+    A holder cannot learn of that loss in time (it may have been paused while it happened), so writes
+    that need the lock should be fenced: ``lock.fence`` is a comparison etcd checks in the write's own
+    transaction (``db.begin(write=True, guard=lock)`` adds it), and ``lock.revision`` the fencing token
+    for systems outside etcd. See docs/locks.md.
+
     One Lock object is one contender: it is not re-entrant; tasks that must exclude each other each use
     a Lock of their own. The keys live under ``name + b'/'``, so two names should not be such that one
     is the other followed by ``b'/'`` and more.
     """
+
+    lost_error = LockLost        # what a transaction guarded by this lock raises when it was lost
 
     def __init__(self, client, name: bytes, ttl: int = 10):
         self._client = client
@@ -64,6 +71,28 @@ class Lock:
     def key(self) -> bytes | None:
         """This contender's key in etcd (``name/<lease id in hex>``), while it has one."""
         return self._place.key if self._place is not None else None
+
+    @property
+    def revision(self) -> int | None:
+        """While held, the fencing token: the create revision of this holder's key. Each holder of the
+        lock gets a larger one than every holder before it, so a store outside etcd can refuse a write
+        that carries a token smaller than the largest it has seen. None when not held."""
+        return self._place.revision if self._held else None
+
+    @property
+    def fence(self):
+        """A comparison (``CompCreated``) that holds only while this holder's key still exists as it was
+        created - that is, while this holder still holds the lock. Put it in the ``compare`` of any
+        ``Transaction`` whose writes need the lock: if the lock was lost meanwhile (the lease expired
+        during a pause), etcd refuses the whole transaction. Raises ``LockLost`` at once when this
+        Lock knows it does not hold the lock."""
+        if not self._held:
+            raise LockLost('this contender does not hold the lock (never acquired, released, or its lease '
+                           'was lost): acquire it first', f'fence of lock {self.name!r}')
+        return self._place.fence()
+
+    def describe(self) -> str:
+        return f'lock {self.name!r}'
 
     @returns_deferred
     async def acquire(self, timeout: float | None = None) -> 'Lock':

@@ -6,6 +6,9 @@ it by its PID. They live in ``txaioetcd.embedded``; this module is the stable pl
 from in tests (like ``kazoo.testing``). See docs/testing.md.
 """
 
-from .embedded import EtcdCluster, EtcdNotFound, EtcdStartError, LocalEtcd, etcd_version, find_etcd_binary
+from ..embedded import EtcdCluster, EtcdNotFound, EtcdStartError, LocalEtcd, etcd_version, find_etcd_binary
+from ._stall import stall_reactor
+from .history import History, Operation
 
-__all__ = ['EtcdNotFound', 'EtcdStartError', 'find_etcd_binary', 'etcd_version', 'LocalEtcd', 'EtcdCluster']
+__all__ = ['EtcdNotFound', 'EtcdStartError', 'find_etcd_binary', 'etcd_version', 'LocalEtcd', 'EtcdCluster',
+           'stall_reactor', 'History', 'Operation']
