@@ -254,7 +254,8 @@ class LocalEtcd(_Started):
                  max_txn_ops: int | None = None, max_request_bytes: int | None = None,
                  auth_token_ttl: int | None = None, extra_args: Sequence[str] = (),
                  fast: bool = True, tls_cert_file: str | None = None, tls_key_file: str | None = None,
-                 tls_ca_file: str | None = None, unix_socket: bool = False) -> None:
+                 tls_ca_file: str | None = None, unix_socket: bool = False,
+                 advertise_peer_port: int | None = None) -> None:
         if (tls_cert_file is None) != (tls_key_file is None) or (tls_ca_file and not tls_cert_file):
             raise ValueError('LocalEtcd: give tls_cert_file and tls_key_file together '
                              '(and tls_ca_file only with them)')
@@ -265,6 +266,9 @@ class LocalEtcd(_Started):
         self.name = name
         self.cluster_token = cluster_token or f'txaioetcd-{uuid.uuid4().hex[:12]}'
         self._asked_ports = (client_port, peer_port)
+        # Where other members reach this one, when that is not where it listens (a proxy between).
+        self._advertise_peer_port = advertise_peer_port
+        self._paused = False
         self.client_port, self.peer_port = self._choose_ports()
         self._initial_cluster = initial_cluster
         self._limits = [arg for flag, value in (('--max-txn-ops', max_txn_ops),
@@ -329,6 +333,11 @@ class LocalEtcd(_Started):
         return _http_url(self.host, self.peer_port)
 
     @property
+    def advertised_peer_url(self) -> str:
+        """The peer URL other members dial: ``peer_url``, or a proxy's when one stands between."""
+        return _http_url(self.host, self._advertise_peer_port or self.peer_port)
+
+    @property
     def pid(self) -> int | None:
         """The etcd process id while it runs, else None."""
         return self._process.pid if self.running else None
@@ -350,8 +359,8 @@ class LocalEtcd(_Started):
             listen += f',{self._unix_scheme}://{self._unix_name}'
         args = [self.binary, '--name', self.name, '--data-dir', self.data_dir,
                 '--listen-client-urls', listen, '--advertise-client-urls', self.url,
-                '--listen-peer-urls', self.peer_url, '--initial-advertise-peer-urls', self.peer_url,
-                '--initial-cluster', self._initial_cluster or f'{self.name}={self.peer_url}',
+                '--listen-peer-urls', self.peer_url, '--initial-advertise-peer-urls', self.advertised_peer_url,
+                '--initial-cluster', self._initial_cluster or f'{self.name}={self.advertised_peer_url}',
                 '--initial-cluster-token', self.cluster_token, '--initial-cluster-state', 'new',
                 # zap is the default logger from 3.5 on; 3.4 defaults to capnslog and needs it asked for.
                 '--logger', 'zap', '--log-level', 'warn']
@@ -447,10 +456,30 @@ class LocalEtcd(_Started):
         """SIGKILL etcd at once, as a crash would. Keeps the data."""
         self._end(signal.SIGKILL, 10.0)
 
+    @property
+    def paused(self) -> bool:
+        """Whether the process is stopped by ``pause()`` (SIGSTOP)."""
+        return self._paused and self.running
+
+    def pause(self) -> None:
+        """Stop the process where it stands (SIGSTOP), as a long GC pause or a frozen VM would: its
+        sockets stay open, it answers nothing. ``resume()`` lets it go on."""
+        if self.running and not self._paused:
+            self._process.send_signal(signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """Continue a paused process (SIGCONT)."""
+        if self._paused:
+            self._paused = False
+            if self.running:
+                self._process.send_signal(signal.SIGCONT)
+
     def _end(self, first_signal: int, grace: float) -> None:
         process = self._process
         if process is None:
             return
+        self.resume()           # a stopped process does not act on SIGTERM
         if process.poll() is None:
             process.send_signal(first_signal)
             try:
@@ -501,20 +530,26 @@ class LocalEtcd(_Started):
         return _request_json(f'{self.url}/v3/maintenance/status', timeout=2.0, body={}, opener=opener)
 
     def __repr__(self) -> str:
-        return f'<LocalEtcd {self.name} {self.url} pid={self.pid}>'
+        return f'<LocalEtcd {self.name} {self.url} pid={self.pid}{" paused" if self.paused else ""}>'
 
 
 class EtcdCluster(_Started):
     """Several real etcd members (``m0`` … ``m{size-1}``) on loopback, forming one cluster.
 
     Members are ``LocalEtcd`` instances in ``.members``; *member_kwargs* go to each of them.
+
+    Faults: ``stop_member``/``kill_member``/``start_member`` and ``pause_member``/``resume_member``
+    (SIGSTOP/SIGCONT) on any cluster. With ``proxied=True`` every member's peer traffic runs through a
+    proxy of the harness (``txaioetcd.testing._proxy``), and links between members can be cut
+    (``partition``, ``isolate``), delayed (``delay``) or reset (``drop_connections``), then
+    ``heal``-ed. Client traffic is never proxied.
     """
 
     _CHOSEN_PER_MEMBER = frozenset(
-        {'data_dir', 'client_port', 'peer_port', 'name', 'initial_cluster', 'cluster_token'})
+        {'data_dir', 'client_port', 'peer_port', 'name', 'initial_cluster', 'cluster_token', 'advertise_peer_port'})
 
     def __init__(self, size: int = 3, *, binary: str | None = None, fast: bool = True,
-                 **member_kwargs: Any) -> None:
+                 proxied: bool = False, **member_kwargs: Any) -> None:
         if size < 1:
             raise ValueError(f'a cluster needs at least one member, not {size}')
         clash = self._CHOSEN_PER_MEMBER & member_kwargs.keys()
@@ -524,17 +559,32 @@ class EtcdCluster(_Started):
         self._binary = find_etcd_binary(binary)
         self._fast = fast
         self._member_kwargs = member_kwargs
+        self.proxied = proxied
+        self._proxies = None
+        self._cut: set[tuple[int, int]] = set()
+        self._delays: dict[tuple[int, int], float] = {}
+        self.members: list[LocalEtcd] = []
         self.members = self._make_members()
 
     def _make_members(self) -> list[LocalEtcd]:
         host = _loopback_host(self._member_kwargs.get('host', '127.0.0.1'))
         ports = _free_ports(host, 2 * self.size)
         token = f'txaioetcd-{uuid.uuid4().hex[:12]}'
-        peers = ','.join(f'm{i}={_http_url(host, ports[2 * i + 1])}' for i in range(self.size))
+        advertised = {i: ports[2 * i + 1] for i in range(self.size)}
+        if self.proxied:
+            from .testing._proxy import PeerProxies
+            if self._proxies is not None:
+                self._proxies.close()
+            self._proxies = PeerProxies(host, advertised, self._member_pids)
+            advertised = self._proxies.ports
+        peers = ','.join(f'm{i}={_http_url(host, advertised[i])}' for i in range(self.size))
         return [LocalEtcd(binary=self._binary, fast=self._fast, name=f'm{i}', client_port=ports[2 * i],
                           peer_port=ports[2 * i + 1], initial_cluster=peers, cluster_token=token,
-                          **self._member_kwargs)
+                          advertise_peer_port=advertised[i] if self.proxied else None, **self._member_kwargs)
                 for i in range(self.size)]
+
+    def _member_pids(self) -> dict[int, int | None]:
+        return {index: member.pid for index, member in enumerate(self.members)}
 
     @property
     def endpoints(self) -> list[str]:
@@ -572,9 +622,77 @@ class EtcdCluster(_Started):
             member.stop()
 
     def close(self) -> None:
-        """Stop every member and remove their data and logs."""
+        """Stop every member and remove their data and logs (and stop the proxies)."""
         for member in self.members:
             member.close()
+        if self._proxies is not None:
+            self._proxies.close()
+
+    # -- faults between members (proxied=True)
+
+    def partition(self, *groups) -> None:
+        """Cut every link between members of different groups (lists of member indexes), both ways;
+        a member in no group is cut off from all. Replaces an earlier partition; delays stay."""
+        group_of = {}
+        for number, group in enumerate(groups):
+            for index in group:
+                self._check_index(index)
+                group_of[index] = number
+        loners = iter(range(len(groups), len(groups) + self.size))
+        for index in range(self.size):
+            group_of.setdefault(index, next(loners))
+        self._cut = {(a, b) for a in range(self.size) for b in range(self.size)
+                     if a != b and group_of[a] != group_of[b]}
+        self._set_rules()
+
+    def isolate(self, index: int) -> None:
+        """Cut member ``index`` off from every other member."""
+        self.partition([index], [i for i in range(self.size) if i != index])
+
+    def delay(self, seconds: float, between=None) -> None:
+        """Hold the bytes of every link (or of the links among the members in ``between``) ``seconds``
+        long, both ways. Replaces earlier delays; a partition stays."""
+        if not seconds >= 0:
+            raise ValueError(f'delay must be seconds >= 0, not {seconds!r}')
+        members = range(self.size) if between is None else list(between)
+        self._delays = {(a, b): seconds for a in members for b in members if a != b} if seconds else {}
+        self._set_rules()
+
+    def heal(self) -> None:
+        """Every link passes again, without delay."""
+        self._cut, self._delays = set(), {}
+        self._set_rules()
+
+    def drop_connections(self) -> None:
+        """Reset every peer connection once (the members dial again at once)."""
+        self._require_proxies().drop_connections()
+
+    def _set_rules(self) -> None:
+        self._require_proxies().set_rules(self._cut, self._delays)
+
+    def _require_proxies(self):
+        if self._proxies is None:
+            raise RuntimeError('links between members can be cut or delayed only in an '
+                               'EtcdCluster(..., proxied=True)')
+        return self._proxies
+
+    def _check_index(self, index: int) -> None:
+        if not (type(index) is int and 0 <= index < self.size):
+            raise ValueError(f'no member {index!r} in a cluster of {self.size}')
+
+    # -- faults of members
+
+    @property
+    def paused(self) -> set[int]:
+        """The indexes of the members paused now."""
+        return {index for index, member in enumerate(self.members) if member.paused}
+
+    def pause_member(self, index: int) -> None:
+        """SIGSTOP member ``index``: it keeps its sockets but does nothing, until ``resume_member``."""
+        self.members[index].pause()
+
+    def resume_member(self, index: int) -> None:
+        self.members[index].resume()
 
     def stop_member(self, index: int) -> None:
         self.members[index].stop()
@@ -593,7 +711,7 @@ class EtcdCluster(_Started):
         deadline = time.monotonic() + timeout
         while True:
             for index, member in enumerate(self.members):
-                if not member.running:
+                if not member.running or member.paused:     # a paused one would answer nothing
                     continue
                 try:
                     status = member.status()
