@@ -53,6 +53,11 @@ def check_list_append(history):
                 committed[source.index] = source
     resolved = sum(1 for op in committed.values() if op.unknown)
 
+    observed = {(key, element) for key, elements in order.items() for element in elements}
+    unread = {}
+    for (key, element), source in writer.items():
+        if source.index in committed and (key, element) not in observed:
+            unread.setdefault(key, []).append((element, source))
     graph = Graph()
     for key, elements in order.items():
         for before, after in zip(elements, elements[1:]):
@@ -71,6 +76,11 @@ def check_list_append(history):
             overwriter = writer.get((key, elements[len(external)]))
             if overwriter is not None and overwriter.index in committed:
                 graph.add(op.index, overwriter.index, 'rw', key)
+        elif len(seen) == len(elements):
+            # A committed append nobody read comes after every element read: this read missed it.
+            for element, source in unread.get(key, ()):
+                if source.index != op.index:
+                    graph.add(op.index, source.index, 'rw', key)
     for a, b in realtime_edges(committed.values()):
         graph.add(a, b, 'realtime')
 
@@ -86,7 +96,7 @@ def check_list_append(history):
 def _version_orders(reads, findings) -> dict:
     longest = {}
     for op, key, seen, _ in reads:
-        if len(seen) > len(longest.get(key, ((), None))[0]):
+        if key not in longest or len(seen) > len(longest[key][0]):
             longest[key] = (seen, op)
     for op, key, seen, _ in reads:
         best, best_op = longest[key]
@@ -142,10 +152,12 @@ def _lost_writes(committed, reads, order, writer, findings) -> None:
     for (key, element), source in writer.items():
         if source.index in committed:
             writers_by_key.setdefault(key, []).append((element, source))
-    first_seen = {}
+    first_seen = {}                 # writer index -> when a read that saw one of its appends ended
     for op, key, seen, _ in reads:
         for element in seen:
-            first_seen[key, element] = min(first_seen.get((key, element), op.end), op.end)
+            source = writer.get((key, element))
+            if source is not None and source.index != op.index:
+                first_seen[source.index] = min(first_seen.get(source.index, op.end), op.end)
     for key, entries in by_key.items():
         entries.sort()
         starts = [start for start, _, _ in entries]
@@ -155,7 +167,7 @@ def _lost_writes(committed, reads, order, writer, findings) -> None:
             shortest_from[i] = min(entries[i][1], shortest_from[i + 1])
         positions = {element: i for i, element in enumerate(order.get(key, []))}
         for element, source in writers_by_key.get(key, ()):
-            done = source.end if source.ok else first_seen.get((key, element))
+            done = source.end if source.ok else first_seen.get(source.index)
             if done is None:
                 continue
             later = bisect_right(starts, done)

@@ -14,14 +14,20 @@ LISTS = pmap.MapStringCbor(1, name='lists')
 
 
 class ListAppend(Workload):
-    """``keys`` lists (few, so that transactions contend), 1 to ``max_ops`` micro-operations each."""
+    """``keys`` lists in use at a time (few, so that transactions contend), 1 to ``max_ops``
+    micro-operations per transaction. A key takes about ``max_appends`` appends, then a fresh key
+    replaces it (as Elle does): lists stay short, so reads and the checker stay fast however long
+    the run."""
 
     name = 'list-append'
 
-    def __init__(self, history, prefix, rng, keys: int = 6, max_ops: int = 4):
+    def __init__(self, history, prefix, rng, keys: int = 6, max_ops: int = 4, max_appends: int = 32):
         super().__init__(history, prefix, rng)
-        self.keys = [f'k{i}' for i in range(keys)]
+        self.active = [f'k{i}' for i in range(keys)]
+        self.keys = list(self.active)           # every key used, for the final read
         self.max_ops = max_ops
+        self.max_appends = max_appends
+        self._appends = dict.fromkeys(self.active, 0)
         self._next = 0
         self._dbs = {}
 
@@ -34,12 +40,19 @@ class ListAppend(Workload):
     def _micro_ops(self):
         ops = []
         for _ in range(self.random.randint(1, self.max_ops)):
-            key = self.random.choice(self.keys)
+            position = self.random.randrange(len(self.active))
+            key = self.active[position]
             if self.random.random() < 0.5:
                 ops.append(('r', key, None))
-            else:
-                self._next += 1
-                ops.append(('append', key, self._next))
+                continue
+            self._next += 1
+            ops.append(('append', key, self._next))
+            self._appends[key] += 1
+            if self._appends[key] >= self.max_appends:
+                fresh = f'k{len(self.keys)}'
+                self.keys.append(fresh)
+                self._appends[fresh] = 0
+                self.active[position] = fresh
         return ops
 
     async def step(self, worker, client) -> None:
