@@ -380,6 +380,11 @@ def test_watch_planted(history, events, kind):
     assert kind in kinds(report), report
 
 
+def test_watch_that_never_caught_up_is_flagged(history):
+    watch_history(history, TRUTH[:2], error='Stalled: did not reach the sentinel within 30 s')
+    assert 'stalled-watcher' in kinds(check_watch(history, TRUTH))
+
+
 def test_watch_acknowledged_put_missing_from_etcd(history):
     watch_history(history, list(TRUTH))
     reg(history, 2, 'put', (b'k9', b'9'), revision=9)

@@ -73,7 +73,7 @@ async def test_watchers_see_every_write_once_under_faults(reactor, faulty_cluste
 
 @pytest_twisted.ensureDeferred
 async def test_fenced_lock_writes_stay_inside_the_lock_under_pauses_and_faults(reactor, faulty_cluster):
-    result = await _run_clean(reactor, faulty_cluster, 'lock', least_ok=10, fenced=True)
+    result = await _run_clean(reactor, faulty_cluster, 'lock', least_ok=10, fenced=True, stall_every=2)
     refused = [op for op in result.history if op.f == 'write' and op.failed]
     assert refused, 'no stall hit a critical section: the fence was never put to the test\n' + _explain(result)
 

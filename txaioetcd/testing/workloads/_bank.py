@@ -6,7 +6,6 @@ outcome was unknown must never be applied again by a retry)."""
 from __future__ import annotations
 
 from ... import pmap
-from ...database import Database
 from ...errors import Error
 from ..checkers import check_bank
 from ._common import Workload, record
@@ -26,19 +25,12 @@ class Bank(Workload):
         super().__init__(history, prefix, rng)
         self.initial = {f'a{i}': balance for i in range(accounts)}
         self._next = 0
-        self._dbs = {}
-
-    def _db(self, client):
-        db = self._dbs.get(id(client))
-        if db is None:
-            db = self._dbs[id(client)] = Database(client, prefix=self.prefix)
-        return db
 
     async def setup(self, client, clients=()) -> None:
         def open_accounts(txn):
             for account, balance in self.initial.items():
                 ACCOUNTS[txn, account] = balance
-        await self._db(client).run(open_accounts, timeout=30)
+        await self.database(client).run(open_accounts, timeout=30)
 
     async def step(self, worker, client) -> None:
         if self.random.random() < 0.2:
@@ -61,7 +53,7 @@ class Bank(Workload):
             ACCOUNTS[txn, source] = have - amount
             ACCOUNTS[txn, target] = await ACCOUNTS[txn, target] + amount
             TRANSFERS[txn, str(transfer_id)] = [source, target, amount]
-        await self._db(client).run(move, retries=5, timeout=5)
+        await self.database(client).run(move, retries=5, timeout=5)
         return None, None
 
     async def _read(self, client):
@@ -69,7 +61,7 @@ class Bank(Workload):
             balances = {account: await ACCOUNTS[txn, account] for account in self.initial}
             logged = [int(key) async for key in TRANSFERS.select(txn, return_values=False)]
             return {'balances': balances, 'transfers': logged}
-        return await self._db(client).run(read, write=False, retries=5, timeout=10), None
+        return await self.database(client).run(read, write=False, retries=5, timeout=10), None
 
     async def finish(self, client) -> None:
         op = self.history.invoke(-1, 'read')

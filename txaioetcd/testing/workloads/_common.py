@@ -48,6 +48,15 @@ class Workload:
         self.prefix = prefix
         self.random = rng
         self.options = options
+        self._databases = {}
+
+    def database(self, client):
+        """The workload's Database (under its prefix) on ``client``, one per client."""
+        from ...database import Database
+        db = self._databases.get(id(client))
+        if db is None:
+            db = self._databases[id(client)] = Database(client, prefix=self.prefix)
+        return db
 
     async def setup(self, client, clients=()) -> None:
         pass

@@ -6,7 +6,6 @@ writes made visible."""
 from __future__ import annotations
 
 from ... import pmap
-from ...database import Database
 from ..checkers import check_list_append
 from ._common import Workload, record
 
@@ -29,13 +28,6 @@ class ListAppend(Workload):
         self.max_appends = max_appends
         self._appends = dict.fromkeys(self.active, 0)
         self._next = 0
-        self._dbs = {}
-
-    def _db(self, client):
-        db = self._dbs.get(id(client))
-        if db is None:
-            db = self._dbs[id(client)] = Database(client, prefix=self.prefix)
-        return db
 
     def _micro_ops(self):
         ops = []
@@ -73,7 +65,7 @@ class ListAppend(Workload):
                     LISTS[txn, key] = current + [element]
                     done.append(('append', key, element))
             return done
-        return await self._db(client).run(apply, retries=5, timeout=5), None
+        return await self.database(client).run(apply, retries=5, timeout=5), None
 
     async def finish(self, client) -> None:
         reads = [('r', key, None) for key in self.keys]

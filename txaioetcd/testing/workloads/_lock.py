@@ -6,7 +6,6 @@ holder's tenure broke mutual exclusion. Unfenced, such writes happen; fenced, th
 from __future__ import annotations
 
 from ... import pmap
-from ...database import Database
 from ...keyset import KeySet
 from ...ops import OpSet, Transaction
 from ...recipes.lock import Lock
@@ -70,7 +69,7 @@ class LockWorkload(Workload):
         if not self.fenced:
             return None, (await client.set(self.target, b'%d' % data)).header.revision
         if data % 2:
-            txn = Database(client, prefix=self.prefix).begin(write=True, guard=lock)
+            txn = self.database(client).begin(write=True, guard=lock)
             async with txn:
                 TARGET[txn, 'owner'] = data
             return None, txn.committed_revision

@@ -75,6 +75,6 @@ class _Watcher:
         try:
             await self._caught_up.addTimeout(timeout, self._reactor)
         except Exception as error:    # never caught up: the checker sees where its events stop
-            self._error = self._error or f'did not reach the sentinel within {timeout:g} s: {error}'
+            self._error = self._error or f'Stalled: did not reach the sentinel within {timeout:g} s ({error})'
         self._watching.cancel()
         self._history.ok(self._op, {'events': self._events, 'error': self._error})
