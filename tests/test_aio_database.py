@@ -577,6 +577,30 @@ def test_a_stale_transaction_conflicts_and_writes_nothing(etcd, prefix):
     run(main())
 
 
+def test_a_guarded_commit_needs_the_lock_still_held(etcd, prefix):
+    """Lock-guarded writes on the asyncio face: committed while held; refused with LockLost, nothing
+    written, once the lock's lease is gone (revoked here behind the holder's back)."""
+    from txaioetcd.aio import LockLost
+
+    tab = pmap.MapStringCbor(1, name='tab')
+
+    async def main():
+        async with aio_client(etcd.url) as client, aio_client(etcd.url) as operator:
+            db = Database(client, prefix=prefix)
+            lock = await client.lock(prefix + b'lock', ttl=30)
+            async with db.begin(write=True, guard=lock) as txn:
+                tab[txn, 'a'] = 'under the lock'
+            await operator.submit(Transaction(success=[OpDel(lock.key)]))    # the lock is gone
+            txn = db.begin(write=True, guard=lock)
+            tab[txn, 'b'] = 'too late'
+            with pytest.raises(LockLost, match='is not held any more'):
+                await txn.commit()
+            assert await _raw_value(client, _raw(db, tab, 'a')) == tab.encode_value('a', 'under the lock')
+            assert await _raw_value(client, _raw(db, tab, 'b')) is None
+            await lock.release()
+    run(main())
+
+
 def test_an_exception_inside_async_with_writes_nothing(etcd, prefix):
     tab = pmap.MapStringCbor(1, name='tab')
 

@@ -11,6 +11,8 @@ __all__ = ('check_bank',)
 
 
 def check_bank(history, initial: dict):
+    """Judge the ``transfer`` and ``read`` operations of a bank history, starting from the balances
+    ``initial`` (account -> int) → a Report."""
     findings = Findings('bank')
     total = sum(initial.values())
     transfers = {op.value[0]: op for op in history if op.f == 'transfer'}

@@ -16,6 +16,8 @@ __all__ = ('check_list_append',)
 
 
 def check_list_append(history):
+    """Judge the ``txn`` operations of a list-append history → a Report (see the module docstring
+    for the anomalies, docs/reliability.md for the workload)."""
     findings = Findings('list-append')
     txns = [op for op in history if op.f == 'txn']
     writer = {}                   # (key, element) -> the op that appended it

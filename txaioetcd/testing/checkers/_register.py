@@ -15,6 +15,8 @@ _INFINITY = float('inf')
 
 
 def check_register(history):
+    """Judge the ``read``/``write``/``cas`` operations of register histories (one register per key)
+    → a Report; unknown writes seen by a read are resolved as applied at that read's revision."""
     findings = Findings('register')
     by_key = {}
     for op in history:

@@ -14,6 +14,8 @@ __all__ = ('check_watch',)
 
 
 def check_watch(history, truth):
+    """Judge the ``put`` and ``watch`` operations against ``truth``, etcd's events of the watched
+    keys as ``(revision, type, key, value)`` sorted by revision → a Report."""
     findings = Findings('watch')
     events = {(revision, key): (kind, value) for revision, kind, key, value in truth}
     ordered = sorted((revision, key) for revision, _, key, _ in truth)
