@@ -31,6 +31,18 @@ from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, NoLeader, 
 from ..retry import READ_RETRY
 from ._state import ConnectionState
 
+# etcd before 3.5.5 (and 3.4.22) panics - the whole member goes down - when the context of a
+# read-only transaction is cancelled while it is being applied (etcd-io/etcd#14110): a client that
+# gives up on one must not cancel it in the server. Such a request is left to finish and its answer
+# dropped; only if it is still running this much later is it cancelled after all (a member paused
+# or cut off would otherwise hold the connection or stream for ever).
+DETACHED_GRACE = 30.0
+
+
+def detaches(op) -> bool:
+    """Whether a request given up is left to finish in the server rather than cancelled there."""
+    return op.rpc == 'KV/Txn' and op.idempotent
+
 __all__ = ('Members', 'FailoverCall', 'with_request')
 
 

@@ -22,7 +22,7 @@ from ..errors import (ClientClosed, ConnectionLost, ProtocolError, Unavailable, 
                       server_error)
 from . import ITransport
 from ._endpoints import parse_endpoint
-from ._failover import FailoverCall, Members, with_request
+from ._failover import DETACHED_GRACE, FailoverCall, Members, detaches, with_request
 from ._http import ConnectionPool, Receiver
 from ._json import PATHS, decode, encode, watch_request, watch_response
 from ._stream import Stream
@@ -147,9 +147,18 @@ class _Call(FailoverCall, Receiver):
         sent = self._connection is not None
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.abort()
+            if detaches(self._op):
+                # Not cancelled in etcd (see DETACHED_GRACE): the connection reads the answer to its
+                # end (this call ignores it, being done) and goes back to the pool.
+                self._transport._reactor.callLater(DETACHED_GRACE, self._abort_if_still_waiting, connection)
+            else:
+                connection.abort()
         self._stop_waiting()
         return sent
+
+    def _abort_if_still_waiting(self, connection) -> None:
+        if connection.receiver is self:
+            connection.abort()
 
     def _send(self, connection) -> None:
         self._pending = None

@@ -30,7 +30,7 @@ from ..errors import (ClientClosed, ConnectionFailed, ConnectionLost, ProtocolEr
 from ..rpc import LeaseKeepAlive
 from . import ITransport
 from ._endpoints import parse_endpoint
-from ._failover import FailoverCall, Members, with_request
+from ._failover import DETACHED_GRACE, FailoverCall, Members, detaches, with_request
 from ._h2 import RST_CANCEL, RST_REFUSED_STREAM, H2Connection, Stream, header_block, literal
 from ._pb import (decode, encode, keepalive_request, keepalive_response, path, watch_cancel, watch_create,
                   watch_response)
@@ -320,7 +320,11 @@ class _Call(FailoverCall, Stream):
         self._stop_waiting()
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
-            connection.reset(self.stream_id, RST_CANCEL)
+            if self._sent and detaches(self._op):
+                # Not cancelled in etcd (see DETACHED_GRACE): the answer, when it comes, is dropped.
+                self._transport._reactor.callLater(DETACHED_GRACE, connection.reset, self.stream_id, RST_CANCEL)
+            else:
+                connection.reset(self.stream_id, RST_CANCEL)
         return self._sent
 
     def _send(self, connection: H2Connection) -> None:
@@ -330,6 +334,8 @@ class _Call(FailoverCall, Stream):
         self._connection = connection
         self._reads_at_send = connection.reads
         left = self._timer.getTime() - self._transport._reactor.seconds()
+        if detaches(self._op):
+            left += DETACHED_GRACE      # nor does etcd's own deadline cancel it before the grace is over
         connection.request(self, self._member.block(self._op.rpc) + _grpc_timeout(left), self._message)
         self._sent = True
 

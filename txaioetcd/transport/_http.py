@@ -55,6 +55,11 @@ class HTTPConnection(Protocol):
         self.closed = False
         self.requests = 0         # requests sent so far: > 0 means this connection is being reused
 
+    @property
+    def receiver(self) -> Receiver | None:
+        """Whom the response in progress goes to (None between requests)."""
+        return self._receiver
+
     # -- sending
 
     def send(self, head: bytes, body: bytes, receiver: Receiver) -> None:
