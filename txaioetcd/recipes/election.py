@@ -76,13 +76,10 @@ class Election:
         """A comparison that holds only while this candidate still leads (its key exists as created);
         see ``Lock.fence``. Raises ``NotLeader`` at once when this candidate knows it does not lead."""
         if not self._leading or self._place is None:
-            raise NotLeader('this candidate does not lead', f'fence of {self._describe()}')
+            raise NotLeader('this candidate does not lead', f'fence of {self.describe()}')
         return self._place.fence()
 
     def describe(self) -> str:
-        return self._describe()
-
-    def _describe(self) -> str:
         return f'election {self.name!r}'
 
     @returns_deferred
@@ -97,7 +94,7 @@ class Election:
         if self._place is not None:
             raise RuntimeError(f'{self!r}: this candidate already campaigns; resign first, or use '
                                f'another Election object for another candidate')
-        place = self._place = Place(self._client, self._prefix, self.ttl, self._describe(), self._lost)
+        place = self._place = Place(self._client, self._prefix, self.ttl, self.describe(), self._lost)
         entered = self._pending = Deferred.fromCoroutine(place.enter(value))
         try:
             await entered
@@ -114,7 +111,7 @@ class Election:
         value = as_key(value, 'proclaimed value')
         place = self._place
         if not self._leading or place is None:
-            raise NotLeader('this candidate does not lead', f'proclaim in {self._describe()}')
+            raise NotLeader('this candidate does not lead', f'proclaim in {self.describe()}')
         # Our key with our create revision still there means nobody else leads: put only then.
         proclaim = Transaction(compare=[place.fence()],
                                success=[OpSet(place.key, value, lease=place.lease)])
@@ -123,7 +120,7 @@ class Election:
         except Failed:
             self._leading = False
             raise NotLeader('this candidate\'s key is gone (its lease expired or was revoked), so it '
-                            'leads no more', f'proclaim in {self._describe()}') from None
+                            'leads no more', f'proclaim in {self.describe()}') from None
 
     @returns_deferred
     async def resign(self) -> None:

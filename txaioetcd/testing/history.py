@@ -10,7 +10,7 @@ decide it from what later reads observed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ('History', 'Operation', 'OUTCOMES')
@@ -40,7 +40,6 @@ class Operation:
     revision: int | None = None
     end: float | None = None
     error: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -142,10 +142,9 @@ class Nemesis:
 
     def _undo_everything(self) -> None:
         cluster = self.cluster
-        for index in range(cluster.size):
-            if index in getattr(cluster, 'paused', ()):
-                cluster.resume_member(index)
-        if getattr(cluster, 'proxied', False):
+        for index in cluster.paused:
+            cluster.resume_member(index)
+        if cluster.proxied:
             cluster.heal()
         for index, member in enumerate(cluster.members):
             if not member.running:

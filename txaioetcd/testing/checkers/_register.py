@@ -73,7 +73,6 @@ def _check_key(key, ops, findings) -> int:
                                             f'op {source.index} wrote it at revision {source.revision}', read, source)
                 continue
             applied[mod] = source          # an unknown write, seen: it applied, at that revision
-            source.extra['resolved_revision'] = mod
             resolved += 1
         if source.start > read.end:
             findings.add('future-read', f'{key!r}: read {read.index} got {value!r}, written by op {source.index} '

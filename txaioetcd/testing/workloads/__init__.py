@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 
+from ..._defer import Deferred
 from ...client import Client
 from ..history import History
 from ..nemesis import FAULTS, Nemesis
@@ -52,9 +53,7 @@ async def run_workload(reactor, cluster, name: str, *, seconds: float, seed: int
     started = time.monotonic()
     try:
         await workload.setup(control, clients)
-        chaos = nemesis.run() if nemesis is not None else None
-        from ..._defer import Deferred
-        chaos = Deferred.fromCoroutine(chaos) if chaos is not None else None
+        chaos = Deferred.fromCoroutine(nemesis.run()) if nemesis is not None else None
         try:
             await run_workers(workload, clients, seconds)
         finally:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import CancelledError, DeferredList
 
 from ..._defer import Deferred
+from ...database import Database
 from ...errors import Error, OutcomeUnknown
+from ...keyset import KeySet
 
 __all__ = ('outcome_of', 'record', 'run_workers', 'WorkloadResult', 'Workload')
 
@@ -52,7 +54,6 @@ class Workload:
 
     def database(self, client):
         """The workload's Database (under its prefix) on ``client``, one per client."""
-        from ...database import Database
         db = self._databases.get(id(client))
         if db is None:
             db = self._databases[id(client)] = Database(client, prefix=self.prefix)
@@ -127,7 +128,6 @@ class WorkloadResult:
 async def replay(client, keys, start_revision: int, sentinel: bytes, timeout: float = 30.0) -> list:
     """Every event of ``keys`` from ``start_revision`` on, as ``(revision, type, key, value)``, up to a
     sentinel put written now (inside ``keys``) - the ground truth once the faults are healed."""
-    from ...keyset import KeySet     # local: keeps this module's import light for the checkers' users
     events, reached = [], Deferred()
 
     def on_event(event):
@@ -135,8 +135,7 @@ async def replay(client, keys, start_revision: int, sentinel: bytes, timeout: fl
         if event.key == sentinel and not reached.called:
             reached.callback(None)
 
-    watching = client.watch(keys if isinstance(keys, KeySet) else KeySet.of(keys), on_event,
-                            start_revision=start_revision)
+    watching = client.watch(KeySet.of(keys), on_event, start_revision=start_revision)
     try:
         await client.set(sentinel, b'end')
         await reached.addTimeout(timeout, client.reactor)

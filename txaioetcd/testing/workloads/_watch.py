@@ -4,6 +4,7 @@ the revision sequence of the writes - no gap, no repeat, no reorder - or report 
 
 from __future__ import annotations
 
+from ..._defer import Deferred
 from ...keyset import KeySet
 from ..checkers import check_watch
 from ._common import Workload, record, replay
@@ -50,7 +51,6 @@ class Watch(Workload):
 
 class _Watcher:
     def __init__(self, workload, client, process):
-        from ..._defer import Deferred
         self._history = workload.history
         self._sentinel = workload.sentinel
         self._op = workload.history.invoke(process, 'watch', {'start_revision': workload.start})
