@@ -151,6 +151,17 @@ def test_intermediate_read_is_g1b(history):
     assert 'G1b' in kinds(check_list_append(history))
 
 
+def test_intermediate_read_behind_own_appends_is_g1b(history):
+    # The reader appended first: its list ends on its own element; the part others wrote ends on 1.
+    a = history.invoke(0, 'txn', [('append', 'x', 1), ('append', 'x', 2)])
+    b = history.invoke(1, 'txn', [('append', 'x', 5), ('r', 'x', None)])
+    history.ok(b, [('append', 'x', 5), ('r', 'x', [1, 5])])
+    history.ok(a, [('append', 'x', 1), ('append', 'x', 2)])
+    report = check_list_append(history)
+    g1b = [anomaly for anomaly in report.anomalies if anomaly.kind == 'G1b']
+    assert g1b and g1b[0].ops == (b.index, a.index) and 'ends on 1' in g1b[0].message, report
+
+
 def test_garbage_duplicate_incompatible_and_internal(history):
     txn(history, 0, [('append', 'x', 1)], [('append', 'x', 1)])
     txn(history, 0, [('append', 'x', 2)], [('append', 'x', 2)])
@@ -236,6 +247,26 @@ def test_large_clean_history_is_checked_fast():
     assert took < 20, f'{took:.1f} s for {len(h)} operations'
 
 
+def test_a_stale_read_after_a_long_chain_is_found_fast(history):
+    """A stale read puts every transaction that ran in between into one component (real-time edges
+    chain them): the cycle search must stay linear in it, not start over from each of its nodes
+    (which took ~30 s here)."""
+    txn(history, 0, [('append', 'x', 0), ('append', 'k0', 0)], [('append', 'x', 0), ('append', 'k0', 0)])
+    for i in range(1, 5000):             # each reads what the one before appended: 5,000 wr edges
+        txn(history, i % 3, [('r', f'k{i - 1}', None), ('append', f'k{i}', i)],
+            [('r', f'k{i - 1}', [i - 1]), ('append', f'k{i}', i)])
+    txn(history, 3, [('r', 'x', None)], [('r', 'x', [])])
+    started = time.perf_counter()
+    report = check_list_append(history)
+    took = time.perf_counter() - started
+    assert kinds(report) == {'G-single-realtime', 'lost-write'}, report
+    assert report.counts['cycles'] == 1
+    (cycle,) = [a for a in report.anomalies if a.kind == 'G-single-realtime']
+    assert 5000 in cycle.ops and 0 in cycle.ops
+    assert '-rw(x)->' in cycle.message and 'more ...' in cycle.message and len(cycle.message) < 400
+    assert took < 5, f'{took:.1f} s'
+
+
 # -- register
 
 def reg(history, process, f, value, result=None, revision=None, outcome='ok'):
@@ -296,6 +327,28 @@ def test_register_planted(history, plant, kind):
     report = check_register(history)
     assert kind in kinds(report), report
     assert "'r'" in report.anomalies[0].message
+
+
+
+def test_register_revision_order_spans_keys(history):
+    # etcd has one revision counter: a put that ended before another began has the lower revision,
+    # whichever keys they wrote.
+    reg(history, 0, 'write', ('a', 1), revision=8)
+    reg(history, 1, 'write', ('b', 1), revision=7)
+    report = check_register(history)
+    assert kinds(report) == {'revision-order'}, report
+    assert report.anomalies[0].ops == (0, 1) and "'a'" in report.anomalies[0].message
+    reg(history, 2, 'write', ('c', 1), revision=7)
+    assert 'duplicate-revision' in kinds(check_register(history))
+
+
+def test_register_unknown_write_read_at_two_revisions(history):
+    reg(history, 0, 'write', ('r', 1), outcome='unknown')
+    reg(history, 1, 'read', ('r', None), (1, 5))
+    reg(history, 1, 'read', ('r', None), (1, 6))
+    report = check_register(history)
+    assert kinds(report) == {'wrong-value'}, report
+    assert 'revision 5' in report.anomalies[0].message and report.counts['unknown_resolved_applied'] == 1
 
 
 # -- bank
@@ -365,6 +418,15 @@ def test_watch_clean(history):
     report = check_watch(history, TRUTH)
     assert report.valid, report
     assert report.counts['watchers_ended_by_error'] == {'Compacted': 1}
+    assert (report.counts['unknown_puts'], report.counts['unknown_puts_applied']) == (3, 3)
+
+
+def test_watch_keys_of_mixed_types_in_one_revision(history):
+    # One txn's events share a revision; their keys are never compared with each other.
+    truth = [(5, 'PUT', 'a', b'1'), (5, 'PUT', b'b', b'2'), (6, 'PUT', 'a', b'3')]
+    reg(history, 7, 'watch', {'start_revision': 5}, {'events': truth[::2], 'error': None})
+    report = check_watch(history, truth)
+    assert kinds(report) == {'gap'} and "(b'b')" in report.anomalies[0].message, report
 
 
 @pytest.mark.parametrize('events, kind', [

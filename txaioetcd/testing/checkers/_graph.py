@@ -1,5 +1,9 @@
 """Dependency graphs between operations: edges labelled by kind, strongly connected components
-(iterative Tarjan: histories of 50,000 operations need no recursion), and a short cycle inside one."""
+(iterative Tarjan: histories of 50,000 operations need no recursion), and a short cycle inside one.
+
+Both searches are linear in the part of the graph they look at: a stale read under a partition can
+put thousands of transactions into one component (real-time edges chain everything that ran in
+between), and a cycle search started from every node in turn would be quadratic exactly then."""
 
 from __future__ import annotations
 
@@ -21,28 +25,30 @@ class Graph:
             successors[b] = labels + ((kind, why),)
         self.edges.setdefault(b, {})
 
-    def components(self) -> list[list[int]]:
-        """The strongly connected components with more than one node."""
+    def components(self, nodes=None, allowed=None) -> list[list[int]]:
+        """The strongly connected components with more than one node: of the whole graph, or of the
+        subgraph of ``nodes`` joined by edges of the ``allowed`` kinds."""
+        successors = self._successors(nodes, allowed)
         index, low, on_stack, stack, found = {}, {}, set(), [], []
         counter = 0
-        for root in self.edges:
+        for root in (self.edges if nodes is None else nodes):
             if root in index:
                 continue
-            work = [(root, iter(self.edges[root]))]
+            work = [(root, successors(root))]
             index[root] = low[root] = counter
             counter += 1
             stack.append(root)
             on_stack.add(root)
             while work:
-                node, successors = work[-1]
+                node, pending = work[-1]
                 advanced = False
-                for successor in successors:
+                for successor in pending:
                     if successor not in index:
                         index[successor] = low[successor] = counter
                         counter += 1
                         stack.append(successor)
                         on_stack.add(successor)
-                        work.append((successor, iter(self.edges[successor])))
+                        work.append((successor, successors(successor)))
                         advanced = True
                         break
                     if successor in on_stack:
@@ -67,27 +73,42 @@ class Graph:
 
     def cycle(self, nodes, allowed: set) -> list | None:
         """A short cycle among ``nodes`` using only edges of the ``allowed`` kinds →
-        ``[(a, b, (kind, why)), ...]``, or None."""
-        members = set(nodes)
-        for start in sorted(members):
-            parents = {start: None}
-            queue = deque([start])
-            while queue:
-                node = queue.popleft()
-                for successor, labels in self.edges.get(node, {}).items():
-                    if successor not in members:
-                        continue
-                    label = next((label for label in labels if label[0] in allowed), None)
-                    if label is None:
-                        continue
-                    if successor == start:
-                        path = [(node, start, label)]
-                        while parents[node] is not None:
-                            previous, previous_label = parents[node]
-                            path.append((previous, node, previous_label))
-                            node = previous
-                        return list(reversed(path))
-                    if successor not in parents:
-                        parents[successor] = (node, label)
-                        queue.append(successor)
-        return None
+        ``[(a, b, (kind, why)), ...]``, or None: the components of that subgraph first, then one
+        breadth-first search inside one of them, from a node that is certainly on a cycle."""
+        components = self.components(nodes, allowed)
+        if not components:
+            return None
+        members = set(components[0])
+        start = min(members)
+        parents = {start: None}
+        queue = deque([start])
+        while queue:
+            node = queue.popleft()
+            for successor, labels in self.edges[node].items():
+                label = _label(labels, allowed) if successor in members else None
+                if label is None:
+                    continue
+                if successor == start:
+                    path = [(node, start, label)]
+                    while parents[node] is not None:
+                        previous, previous_label = parents[node]
+                        path.append((previous, node, previous_label))
+                        node = previous
+                    return list(reversed(path))
+                if successor not in parents:
+                    parents[successor] = (node, label)
+                    queue.append(successor)
+        raise AssertionError(f'no cycle through {start} inside its own strongly connected component')
+
+    def _successors(self, nodes, allowed):
+        edges = self.edges
+        if nodes is None and allowed is None:
+            return lambda node: iter(edges[node])
+        members = set(edges) if nodes is None else set(nodes)
+        return lambda node: (successor for successor, labels in edges[node].items()
+                             if successor in members and _label(labels, allowed) is not None)
+
+
+def _label(labels, allowed):
+    """The first of an edge's labels of an ``allowed`` kind (any kind when ``allowed`` is None)."""
+    return next((label for label in labels if allowed is None or label[0] in allowed), None)

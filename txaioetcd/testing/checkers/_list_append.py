@@ -14,6 +14,8 @@ from ._report import Findings
 
 __all__ = ('check_list_append',)
 
+_SHOWN_STEPS = 8                 # of a cycle, in an anomaly's message
+
 
 def check_list_append(history):
     """Judge the ``txn`` operations of a list-append history → a Report (see the module docstring
@@ -47,8 +49,8 @@ def check_list_append(history):
 
     order = _version_orders(reads, findings)
     committed = {op.index: op for op in txns if op.ok}
-    for op, key, seen, _ in reads:
-        _check_read(op, key, seen, writer, appends_of, findings)
+    for op, key, seen, external in reads:
+        _check_read(op, key, seen, external, writer, appends_of, findings)
         for element in seen:
             source = writer.get((key, element))
             if source is not None and source.unknown:
@@ -108,7 +110,7 @@ def _version_orders(reads, findings) -> dict:
     return {key: list(seen) for key, (seen, _) in longest.items()}
 
 
-def _check_read(op, key, seen, writer, appends_of, findings) -> None:
+def _check_read(op, key, seen, external, writer, appends_of, findings) -> None:
     if len(set(seen)) != len(seen):
         findings.add('duplicate', f'txn {op.index} read {key}={seen}: an element twice', op)
     for element in seen:
@@ -118,13 +120,14 @@ def _check_read(op, key, seen, writer, appends_of, findings) -> None:
         elif source.failed:
             findings.add('G1a', f'txn {op.index} read {element!r} in {key}, appended by txn {source.index} '
                                 f'which failed (aborted read)', op, source)
-    if seen:
-        source = writer.get((key, seen[-1]))
+    if external:                 # what others wrote must end on a transaction's last append
+        source = writer.get((key, external[-1]))
         if source is not None and source.index != op.index:
             appended = appends_of[source.index].get(key, [])
-            if appended and appended[-1] != seen[-1]:
-                findings.add('G1b', f'txn {op.index} read {key}={seen}, ending on {seen[-1]!r}: txn '
-                                    f'{source.index} appended {appended} - an intermediate state', op, source)
+            if appended and appended[-1] != external[-1]:
+                findings.add('G1b', f'txn {op.index} read {key}={seen}, whose part written by others ends on '
+                                    f'{external[-1]!r}: txn {source.index} appended {appended} - an intermediate '
+                                    f'state', op, source)
 
 
 def _classify(graph, component, findings) -> None:
@@ -140,8 +143,10 @@ def _classify(graph, component, findings) -> None:
     kind = 'G0' if set(kinds) <= {'ww', 'realtime'} else 'G1c' if rw == 0 else 'G-single' if rw == 1 else 'G2'
     if 'realtime' in kinds:
         kind += '-realtime'
-    shown = ' '.join(f'{a} -{label[0]}{"(" + str(label[1]) + ")" if label[1] else ""}-> {b}'
-                     for a, b, label in cycle)
+    steps = [f'{a} -{label[0]}{"(" + str(label[1]) + ")" if label[1] else ""}-> {b}' for a, b, label in cycle]
+    if len(steps) > _SHOWN_STEPS:                       # a cycle through thousands of txns: its ends
+        steps[_SHOWN_STEPS - 2:-2] = [f'... {len(steps) - _SHOWN_STEPS + 2} more ...']
+    shown = ' '.join(steps)
     findings.add(kind, f'cycle of {len(cycle)} txns: {shown}', *[a for a, _, _ in cycle])
 
 

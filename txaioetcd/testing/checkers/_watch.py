@@ -18,28 +18,34 @@ def check_watch(history, truth):
     keys as ``(revision, type, key, value)`` sorted by revision → a Report."""
     findings = Findings('watch')
     events = {(revision, key): (kind, value) for revision, kind, key, value in truth}
-    ordered = sorted((revision, key) for revision, _, key, _ in truth)
+    # By revision alone: the keys of one revision (a txn) need not be comparable (str and bytes).
+    ordered = sorted(((revision, key) for revision, _, key, _ in truth), key=lambda event: event[0])
+    revisions = [revision for revision, _ in ordered]
     puts = [op for op in history if op.f == 'put']
     for op in (op for op in puts if op.ok):
         key, value = op.value
         if events.get((op.revision, key)) != ('PUT', value):
             findings.add('lost-write', f'put {op.index} of {key!r}={value!r} acknowledged at revision '
                                        f'{op.revision}, which etcd\'s history does not have', op)
+    written = {(key, value) for _, kind, key, value in truth if kind == 'PUT'}
+    unknown = [op for op in puts if op.unknown]
+    applied = sum(tuple(op.value) in written for op in unknown)
     watchers = [op for op in history if op.f == 'watch' and op.ok]
     errors, checked = {}, 0
     for op in watchers:
-        checked += _check_watcher(op, events, ordered, findings)
+        checked += _check_watcher(op, events, ordered, revisions, findings)
         error = op.result.get('error')
         if error and error.startswith('Stalled'):
             findings.add('stalled-watcher', f'watcher {op.index}: {error}', op)
         if error:
             kind = error.split(':', 1)[0]
             errors[kind] = errors.get(kind, 0) + 1
-    return findings.report(puts=len(puts), ok_puts=sum(op.ok for op in puts), watchers=len(watchers),
-                           events_checked=checked, watchers_ended_by_error=errors, truth=len(truth))
+    return findings.report(puts=len(puts), ok_puts=sum(op.ok for op in puts), unknown_puts=len(unknown),
+                           unknown_puts_applied=applied, watchers=len(watchers), events_checked=checked,
+                           watchers_ended_by_error=errors, truth=len(truth))
 
 
-def _check_watcher(op, events, ordered, findings) -> int:
+def _check_watcher(op, events, ordered, revisions, findings) -> int:
     start = op.value['start_revision']
     received = op.result['events']
     seen, last = set(), 0
@@ -59,7 +65,7 @@ def _check_watcher(op, events, ordered, findings) -> int:
         if revision < start:
             findings.add('phantom', f'watcher {op.index}: revision {revision} is before its start {start}', op)
     if received:
-        expected = ordered[bisect_left(ordered, (start, b'')):bisect_left(ordered, (last + 1, b''))]
+        expected = ordered[bisect_left(revisions, start):bisect_left(revisions, last + 1)]
         missing = [event for event in expected if event not in seen]
         if missing:
             findings.add('gap', f'watcher {op.index}: {len(missing)} event(s) missing between revisions {start} '
