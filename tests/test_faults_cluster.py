@@ -70,8 +70,9 @@ def test_a_connection_is_attributed_to_the_process_that_dialled():
         from_child, address = listener.accept()
         mine = socket.create_connection(('127.0.0.1', port))
         from_me, my_address = listener.accept()
-        assert socket_owner(address, {'child': child.pid, 'init': 1}) == 'child'
-        assert socket_owner(my_address, {'child': child.pid}) is None
+        here = listener.getsockname()
+        assert socket_owner(address, here, {'child': child.pid, 'init': 1}) == 'child'
+        assert socket_owner(my_address, here, {'child': child.pid}) is None
         for sock in (from_child, mine, from_me):
             sock.close()
     finally:
@@ -94,6 +95,31 @@ def test_every_peer_link_runs_through_the_proxies(cluster):
         time.sleep(0.05)
     assert wanted <= links and all(source in (0, 1, 2) for source, _ in links), links
 
+
+
+def test_connections_sharing_a_local_port_are_told_apart():
+    # Linux lets connections to different places share an ephemeral port: the owner is the socket
+    # with both ends, not the first row with that local address.
+    first, second = socket.create_server(('127.0.0.1', 0)), socket.create_server(('127.0.0.1', 0))
+    mine = socket.socket()
+    mine.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    mine.bind(('127.0.0.1', 0))
+    shared = mine.getsockname()
+    mine.connect(first.getsockname())
+    child = subprocess.Popen([sys.executable, '-c', f'import socket, sys; s = socket.socket(); '
+                              f's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind({shared!r}); '
+                              f's.connect({second.getsockname()!r}); print("on", flush=True); sys.stdin.read()'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == 'on\n'
+        pids = {'child': child.pid, 'me': os.getpid()}
+        assert socket_owner(shared, second.getsockname(), pids) == 'child'
+        assert socket_owner(shared, first.getsockname(), pids) == 'me'
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+        for sock in (mine, first, second):
+            sock.close()
 
 @pytest_twisted.ensureDeferred
 async def test_isolated_leader_is_replaced_and_catches_up_after_heal(reactor, cluster, prefix):

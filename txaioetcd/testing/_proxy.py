@@ -3,16 +3,20 @@
 Each member advertises its proxy's address to the others, so every peer connection to member ``d``
 arrives at proxy ``d``, which forwards it to ``d``'s real peer port. A proxy must know which member a
 connection comes from - etcd's raft transport carries messages both ways over connections dialled by
-either side - so it asks the kernel: the connecting socket's address is found in ``/proc/net/tcp``
-(its inode), and that inode among the open files of each member's process. Linux only, like the
-etcd the harness runs.
+either side - so it asks the kernel: the dialling socket is the row of ``/proc/net/tcp`` (or
+``tcp6``) whose local and remote addresses are the connection's two ends (both: Linux shares an
+ephemeral port among connections to different places, and closed connections linger there in
+TIME_WAIT, with no inode), and its inode is among the open files of one member's process. Linux
+only, like the etcd the harness runs.
 
 Per ordered pair of members (source, destination) a link passes, is cut (its connections are closed
 at once and new ones right after they are accepted) or is delayed (bytes both ways are held that
-long). A connection whose source is no member (the harness's own probes) always passes.
+long). A connection whose source is no member passes, unless its destination is cut off from every
+other member.
 
 One thread serves every proxy of a cluster with a ``selectors`` loop; the cluster's methods, called
-from the test's thread, change the rules under a lock and wake the loop.
+from the test's thread, change the rules under a lock, wake the loop and wait until it applied them
+(the connections of a link cut are reset when ``partition`` returns).
 """
 
 from __future__ import annotations
@@ -30,40 +34,39 @@ __all__ = ('PeerProxies', 'socket_owner')
 
 _CHUNK = 65536
 _HIGH_WATER = 4 * 1024 * 1024     # unsent bytes one way before its source is read no more
+_APPLY_TIMEOUT = 5.0              # how long a rule change waits for the loop to carry it out
 
 
-def _proc_address(host: str, port: int) -> tuple[str, str]:
-    """An address as /proc/net/tcp{,6} shows it: the raw address bytes in host order, in hex."""
-    if ':' in host:
-        packed = socket.inet_pton(socket.AF_INET6, host)
-        words = [packed[i:i + 4][::-1] if _little_endian() else packed[i:i + 4] for i in range(0, 16, 4)]
-        return 'tcp6', (b''.join(words).hex().upper() + f':{port:04X}')
-    packed = socket.inet_aton(host)
-    return 'tcp', ((packed[::-1] if _little_endian() else packed).hex().upper() + f':{port:04X}')
+def _proc_address(host: str, port: int) -> str:
+    """An address as /proc/net/tcp{,6} shows it: the raw address bytes, each 32-bit word printed as
+    a number in host order, in hex; then the port."""
+    packed = socket.inet_pton(socket.AF_INET6 if ':' in host else socket.AF_INET, host)
+    if sys.byteorder == 'little':
+        packed = b''.join(packed[i:i + 4][::-1] for i in range(0, len(packed), 4))
+    return f'{packed.hex().upper()}:{port:04X}'
 
 
-def _little_endian() -> bool:
-    return sys.byteorder == 'little'
-
-
-def _socket_inode(host: str, port: int) -> str | None:
-    table, wanted = _proc_address(host, port)
+def _socket_inode(local: tuple, remote: tuple) -> str | None:
+    """The inode of the open socket whose ends are ``local`` and ``remote`` (host, port), if any."""
+    table = 'tcp6' if ':' in local[0] else 'tcp'
+    wanted = (_proc_address(*local[:2]), _proc_address(*remote[:2]))
     try:
         with open(f'/proc/net/{table}') as rows:
             next(rows)
             for row in rows:
                 fields = row.split()
-                if fields[1] == wanted:
+                if (fields[1], fields[2]) == wanted and fields[9] != '0':    # 0: no socket holds it
                     return fields[9]
     except OSError:
         return None
     return None
 
 
-def socket_owner(address: tuple, pids: dict) -> object | None:
-    """Which of ``pids`` (name -> PID) holds the local end ``address`` (host, port) of a connection
-    → the name, or None (another process, or one gone already)."""
-    inode = _socket_inode(address[0], address[1])
+def socket_owner(local: tuple, remote: tuple, pids: dict) -> object | None:
+    """Which of ``pids`` (name -> PID or None) holds the socket of the connection from ``local`` to
+    ``remote`` (host, port each, as the dialler sees them) → the name, or None (another process, or
+    the socket is gone already)."""
+    inode = _socket_inode(local, remote)
     if inode is None:
         return None
     target = f'socket:[{inode}]'
@@ -109,7 +112,10 @@ class PeerProxies:
         self._targets = dict(targets)
         self._pids = pids
         self._lock = threading.Lock()
+        self._applied = threading.Condition(self._lock)
+        self._version = self._applied_version = 0      # of the rules: set, carried out by the loop
         self._cut: set[tuple[int, int]] = set()
+        self._alone: set[int] = set()                  # members cut off from every other one
         self._delay: dict[tuple[int, int], float] = {}
         self._drop_all = False
         self._selector = selectors.DefaultSelector()
@@ -136,16 +142,28 @@ class PeerProxies:
 
     def set_rules(self, cut=(), delay=None) -> None:
         """Cut the ordered pairs in ``cut``; delay the pairs in ``delay`` (pair -> seconds). Replaces
-        every earlier rule."""
-        with self._lock:
-            self._cut = set(cut)
-            self._delay = dict(delay or {})
-        self._wake()
+        every earlier rule; returns once the connections of the pairs cut are reset."""
+        cut = set(cut)
+        members = list(self._targets)
+        alone = {d for d in members if len(members) > 1 and all((s, d) in cut for s in members if s != d)}
+        self._change(_cut=cut, _alone=alone, _delay=dict(delay or {}))
 
     def drop_connections(self) -> None:
+        """Reset every proxied connection once; returns when that is done."""
+        self._change(_drop_all=True)
+
+    def _change(self, **rules) -> None:
         with self._lock:
-            self._drop_all = True
+            for name, value in rules.items():
+                setattr(self, name, value)
+            self._version += 1
+            wanted = self._version
         self._wake()
+        with self._applied:
+            applied = self._applied.wait_for(
+                lambda: self._applied_version >= wanted or not self._thread.is_alive(), _APPLY_TIMEOUT)
+        if not applied:
+            raise RuntimeError(f'the peer proxies did not apply new rules within {_APPLY_TIMEOUT} s')
 
     def close(self, timeout: float = 5.0) -> None:
         self._running = False
@@ -183,6 +201,8 @@ class PeerProxies:
                 key.fileobj.close()
             self._selector.close()
             self._wake_writer.close()
+            with self._applied:
+                self._applied.notify_all()
 
     def _next_timeout(self) -> float:
         soonest = None
@@ -205,11 +225,11 @@ class PeerProxies:
             downstream, address = listener.accept()
         except OSError:
             return
-        source = socket_owner(address[:2], self._pids())
+        source = socket_owner(address, listener.getsockname(), self._pids())
         if source is None:
             self.unidentified += 1
         with self._lock:
-            cut = (source, target) in self._cut
+            cut = (source, target) in self._cut or (source is None and target in self._alone)
         if cut:
             downstream.close()
             return
@@ -286,10 +306,14 @@ class PeerProxies:
 
     def _apply_rules(self) -> None:
         with self._lock:
-            cut, drop, self._drop_all = set(self._cut), self._drop_all, False
+            cut, alone, drop, version = set(self._cut), set(self._alone), self._drop_all, self._version
+            self._drop_all = False
         for pipe in list(self._pipes):
-            if drop or (pipe.source, pipe.target) in cut:
+            if drop or (pipe.source, pipe.target) in cut or (pipe.source is None and pipe.target in alone):
                 self._close(pipe)
+        with self._applied:
+            self._applied_version = version
+            self._applied.notify_all()
 
     def _close(self, pipe: _Pipe) -> None:
         if pipe.closed:
