@@ -34,6 +34,7 @@ def cluster(proxied):
     for index in sorted(proxied.paused):
         proxied.resume_member(index)
     proxied.leader(timeout=30)
+    proxied.wait_connected(timeout=30)      # the next test starts with every link up
 
 
 def _new_leader(cluster, old, timeout=20.0):
@@ -236,3 +237,17 @@ def test_closing_a_cluster_with_a_paused_member_leaves_no_process():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not proxies._thread.is_alive()
+
+
+
+def test_wait_connected_waits_for_the_members_to_dial_again():
+    with EtcdCluster(size=3, proxied=True) as cluster:
+        cluster.wait_connected()
+        ids = [int(member.status()['header']['member_id']) for member in cluster.members]
+        assert cluster.members[0].active_peers() == {ids[1], ids[2]}
+        cluster.isolate(0)
+        with pytest.raises(RuntimeError, match=r"not connected to every other one after 1.5 s: \{'m0'"):
+            cluster.wait_connected(timeout=1.5)
+        cluster.heal()
+        cluster.wait_connected()
+        assert all(len(member.active_peers()) == 2 for member in cluster.members)

@@ -440,9 +440,23 @@ class LocalEtcd(_Started):
 
     @property
     def _health_url(self) -> str:
-        if self.tls:
-            return f'{_http_url(self.host, self.metrics_port)}/health'
-        return f'{self.url}/health'
+        return f'{self._metrics_base}/health'
+
+    @property
+    def _metrics_base(self) -> str:
+        # With TLS, the plain metrics listener: it needs no client certificate.
+        return _http_url(self.host, self.metrics_port) if self.tls else self.url
+
+    def active_peers(self) -> set[int]:
+        """The member IDs this member has a working peer connection with now, from its own
+        ``etcd_network_active_peers`` metric (a blocking GET /metrics)."""
+        with _opener.open(f'{self._metrics_base}/metrics', timeout=2.0) as answer:
+            text = answer.read().decode('utf-8')
+        active = set()
+        for line in text.splitlines():
+            if line.startswith('etcd_network_active_peers{') and float(line.rsplit(None, 1)[1]) == 1:
+                active.add(int(line.split('Remote="', 1)[1].split('"', 1)[0], 16))
+        return active
 
     def _failure(self, reason: str) -> str:
         return (f'{reason}\ncommand: {shlex.join(self.command)}\n'
@@ -705,6 +719,27 @@ class EtcdCluster(_Started):
         others = sum(member.running for i, member in enumerate(self.members) if i != index)
         wait = 'health' if others + 1 > self.size // 2 else 'version'
         self.members[index].start(timeout, wait=wait)
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until every running, unpaused member has a working peer connection with every other
+        one (etcd's own ``etcd_network_active_peers``), else raise RuntimeError. After ``heal`` or a
+        restart, links are passable before the members have dialled again; a write proposed through
+        a member whose link to the leader is still down is dropped by etcd and times out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [member for member in self.members if member.running and not member.paused]
+            try:
+                ids = {member: int(member.status()['header']['member_id']) for member in live}
+                missing = {member.name: sorted(f'{peer:x}' for peer in set(ids.values()) - {ids[member]}
+                                               - member.active_peers()) for member in live}
+            except _NOT_ANSWERING as error:
+                missing = {'(no answer)': [repr(error)]}
+            missing = {name: peers for name, peers in missing.items() if peers}
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f'members not connected to every other one after {timeout:g} s: {missing}')
+            time.sleep(0.05)
 
     def leader(self, timeout: float = 10.0) -> int:
         """The index of the member that is leader, waiting up to *timeout* s for an election."""

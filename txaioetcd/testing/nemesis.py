@@ -149,7 +149,8 @@ class Nemesis:
         for index, member in enumerate(cluster.members):
             if not member.running:
                 cluster.start_member(index)
-        cluster.leader(timeout=30)          # healthy again before the final reads
+        cluster.leader(timeout=30)          # healthy again before the final reads:
+        cluster.wait_connected(timeout=30)  # a write forwarded over a link still down would be dropped
 
     # -- plumbing
 
